@@ -1,0 +1,75 @@
+/**
+ * The record hash chain (design brief, "Chain record"):
+ *
+ *   event_hash(n)  = SHA-256(event_bytes(n))
+ *   record_hash(n) = SHA-256("sealtrail/v1/record" || 0x00 || agent_id(16) || chain_id(16)
+ *                            || u64be(seq n) || record_hash(n-1) || event_hash(n))
+ *   record_hash(-1) = 32 zero bytes
+ *
+ * The record commits to the event's hash, not its bytes, so a payload can be
+ * erased later while the chain still verifies.
+ */
+import { createHash } from 'node:crypto';
+
+export const HASH_BYTES = 32;
+export const ZERO_HASH: Buffer = Buffer.alloc(HASH_BYTES);
+const RECORD_DOMAIN = Buffer.from('sealtrail/v1/record\0', 'utf8');
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** The 16 raw bytes of a UUID string. */
+export function uuidBytes(uuid: string): Buffer {
+  if (!UUID_RE.test(uuid)) throw new TypeError(`not a UUID: ${JSON.stringify(uuid)}`);
+  return Buffer.from(uuid.replaceAll('-', ''), 'hex');
+}
+
+export function u64be(value: bigint): Buffer {
+  if (value < 0n || value > 0xffff_ffff_ffff_ffffn) throw new RangeError(`not a u64: ${value}`);
+  const b = Buffer.allocUnsafe(8);
+  b.writeBigUInt64BE(value);
+  return b;
+}
+
+export function sha256(...parts: Uint8Array[]): Buffer {
+  const h = createHash('sha256');
+  for (const p of parts) h.update(p);
+  return h.digest();
+}
+
+export function eventHash(eventBytes: Uint8Array): Buffer {
+  return sha256(eventBytes);
+}
+
+/** Pre-encoded chain identity, so hashing a record does not re-parse two UUIDs. */
+export interface ChainIdentity {
+  readonly agentId: string;
+  readonly chainId: string;
+}
+
+export class RecordHasher {
+  private readonly prefix: Buffer;
+
+  constructor(readonly identity: ChainIdentity) {
+    this.prefix = Buffer.concat([RECORD_DOMAIN, uuidBytes(identity.agentId), uuidBytes(identity.chainId)]);
+  }
+
+  hash(seq: bigint, prevHash: Uint8Array, evHash: Uint8Array): Buffer {
+    if (prevHash.length !== HASH_BYTES || evHash.length !== HASH_BYTES) {
+      throw new RangeError('hashes must be 32 bytes');
+    }
+    return sha256(this.prefix, u64be(seq), prevHash, evHash);
+  }
+
+  /** record_hash of `eventBytes` at `seq`, given the previous record's hash. */
+  seal(seq: bigint, prevHash: Uint8Array, eventBytes: Uint8Array): Buffer {
+    return this.hash(seq, prevHash, eventHash(eventBytes));
+  }
+}
+
+export function recordHash(
+  identity: ChainIdentity,
+  seq: bigint,
+  prevHash: Uint8Array,
+  evHash: Uint8Array,
+): Buffer {
+  return new RecordHasher(identity).hash(seq, prevHash, evHash);
+}

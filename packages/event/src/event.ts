@@ -1,0 +1,93 @@
+import { formatIssue, SealtrailError } from '@sealtrail/errors';
+import canonicalize from 'canonicalize';
+import { v7 as uuidv7 } from 'uuid';
+import { type AuditEvent, eventSchema, type IngestEvent, ingestEventSchema } from './schema.js';
+
+/** Default cap on one event's canonical bytes (64 KiB, design brief). */
+export const DEFAULT_MAX_EVENT_BYTES = 64 * 1024;
+
+export type ValidationResult<T> = { ok: true; value: T } | { ok: false; errors: string[] };
+
+function validate<T>(
+  schema: { safeParse(v: unknown): { success: true; data: T } | { success: false; error: { issues: any[] } } },
+  input: unknown,
+): ValidationResult<T> {
+  const r = schema.safeParse(input);
+  if (r.success) return { ok: true, value: r.data };
+  return { ok: false, errors: r.error.issues.map((i) => formatIssue(i)) };
+}
+
+export function validateEvent(input: unknown): ValidationResult<AuditEvent> {
+  return validate(eventSchema, input);
+}
+
+export function validateIngestEvent(input: unknown): ValidationResult<IngestEvent> {
+  return validate(ingestEventSchema, input);
+}
+
+/** RFC 8785 (JCS) bytes: what is hashed, stored, sent and verified. */
+export function canonicalBytes(value: unknown): Buffer {
+  const s = canonicalize(value);
+  if (s === undefined) throw new SealtrailError('ST_EVENT_NOT_SERIALIZABLE', 'event cannot be canonicalized');
+  return Buffer.from(s, 'utf8');
+}
+
+export function newEventId(): string {
+  return uuidv7();
+}
+
+export class EventTooLargeError extends SealtrailError {
+  constructor(
+    readonly size: number,
+    readonly limit: number,
+  ) {
+    super('ST_EVENT_TOO_LARGE', `event is ${size} canonical bytes, over the limit of ${limit}`);
+  }
+}
+
+export interface SealedEventBytes {
+  event: AuditEvent;
+  bytes: Buffer;
+}
+
+/** Validates a complete event and returns it with its canonical bytes, enforcing the size cap. */
+export function encodeEvent(event: unknown, maxBytes = DEFAULT_MAX_EVENT_BYTES): SealedEventBytes {
+  const v = validateEvent(event);
+  if (!v.ok) throw new SealtrailError('ST_EVENT_INVALID', v.errors.join('; '));
+  const bytes = canonicalBytes(v.value);
+  if (bytes.length > maxBytes) throw new EventTooLargeError(bytes.length, maxBytes);
+  return { event: v.value, bytes };
+}
+
+/** Parses stored/received canonical bytes back into a validated event. */
+export function decodeEvent(bytes: Uint8Array): AuditEvent {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8'));
+  } catch (cause) {
+    throw new SealtrailError('ST_EVENT_MALFORMED', 'event bytes are not JSON', { cause });
+  }
+  const v = validateEvent(parsed);
+  if (!v.ok) throw new SealtrailError('ST_EVENT_INVALID', v.errors.join('; '));
+  return v.value;
+}
+
+export interface CompleteOptions {
+  host: AuditEvent['host'];
+  source: AuditEvent['source'];
+  now?: Date;
+}
+
+/** Fills what the agent owns (design brief, "Ingest defaults"). */
+export function completeIngestEvent(input: IngestEvent, opts: CompleteOptions): AuditEvent {
+  const observed = (opts.now ?? new Date()).toISOString();
+  const { id, time, ...rest } = input;
+  return {
+    ...rest,
+    id: id ?? newEventId(),
+    time: time ? new Date(time).toISOString() : observed,
+    observed_time: observed,
+    host: opts.host,
+    source: opts.source,
+  };
+}
