@@ -24,15 +24,21 @@ try {
   run(['generate', '--output', tmp]);
   const fresh = join(tmp, 'gen');
   const committed = join(here, 'gen');
-  const want = files(fresh).map((f) => relative(fresh, f)).sort();
-  const have = files(committed).map((f) => relative(committed, f)).sort();
+  const want = files(fresh)
+    .map((f) => relative(fresh, f))
+    .sort();
+  const have = files(committed)
+    .map((f) => relative(committed, f))
+    .sort();
   const stale = [];
   for (const f of new Set([...want, ...have])) {
     if (!want.includes(f) || !have.includes(f)) stale.push(f);
     else if (!readFileSync(join(fresh, f)).equals(readFileSync(join(committed, f)))) stale.push(f);
   }
   if (stale.length > 0) {
-    console.error(`proto/gen is stale (${stale.join(', ')}): run \`npm run proto:gen\` and commit the result.`);
+    console.error(
+      `proto/gen is stale (${stale.join(', ')}): run \`npm run proto:gen\` and commit the result.`,
+    );
     process.exit(1);
   }
   console.log(`proto: buf lint clean, ${want.length} generated files up to date`);

@@ -3,7 +3,7 @@
  * grpc-js wants a ServiceDefinition with serialize/deserialize per method; we
  * derive it from the generated descriptor so the wire types stay the generated ones.
  */
-import * as grpc from '@grpc/grpc-js';
+
 import {
   create,
   type DescMessage,
@@ -15,6 +15,7 @@ import {
   toBinary,
 } from '@bufbuild/protobuf';
 import type { GenService, GenServiceMethods } from '@bufbuild/protobuf/codegenv2';
+import * as grpc from '@grpc/grpc-js';
 
 function methodDefinition(method: DescMethod): grpc.MethodDefinition<unknown, unknown> {
   const input = method.input as DescMessage;

@@ -1,4 +1,4 @@
-import { ZERO_HASH, RecordHasher, type ChainIdentity } from './hash.js';
+import { type ChainIdentity, RecordHasher, ZERO_HASH } from './hash.js';
 
 export interface ChainRecord {
   readonly seq: bigint;

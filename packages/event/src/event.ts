@@ -1,4 +1,4 @@
-import { formatIssue, SealtrailError } from '@sealtrail/errors';
+import { formatIssue, type IssueLike, SealtrailError } from '@sealtrail/errors';
 import canonicalize from 'canonicalize';
 import { v7 as uuidv7 } from 'uuid';
 import { type AuditEvent, eventSchema, type IngestEvent, ingestEventSchema } from './schema.js';
@@ -9,7 +9,9 @@ export const DEFAULT_MAX_EVENT_BYTES = 64 * 1024;
 export type ValidationResult<T> = { ok: true; value: T } | { ok: false; errors: string[] };
 
 function validate<T>(
-  schema: { safeParse(v: unknown): { success: true; data: T } | { success: false; error: { issues: any[] } } },
+  schema: {
+    safeParse(v: unknown): { success: true; data: T } | { success: false; error: { issues: IssueLike[] } };
+  },
   input: unknown,
 ): ValidationResult<T> {
   const r = schema.safeParse(input);

@@ -42,10 +42,7 @@ export const actorSchema = z
   .partial()
   .strict();
 
-export const resourceSchema = z
-  .object({ kind: text, name: text, id: text })
-  .partial()
-  .strict();
+export const resourceSchema = z.object({ kind: text, name: text, id: text }).partial().strict();
 
 export const hostSchema = z.object({ id: uuid, name: text, os: text }).strict();
 export const sourceSchema = z.object({ kind: z.enum(SOURCE_KINDS), name: text }).strict();

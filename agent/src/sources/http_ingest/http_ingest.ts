@@ -1,0 +1,161 @@
+/**
+ * `http_ingest`: local applications POST events to /v1/events — one JSON object,
+ * a JSON array, or NDJSON (`application/x-ndjson`). Every item is validated on
+ * its own; valid items are sealed even when others in the request are refused,
+ * and the reply lists, per item, the id accepted or the reason refused. The
+ * reply is sent only after the accepted items are durable in the journal.
+ */
+import { canonicalBytes, completeIngestEvent, validateIngestEvent } from '@sealtrail/event';
+import { Counter } from '@sealtrail/telemetry';
+import { Hono } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import type { Source, SourceFactory, SourceSettings } from '../source.js';
+import type { HttpIngestConfig } from './config.js';
+
+export type ItemResult =
+  | { index: number; status: 'accepted'; id: string }
+  | { index: number; status: 'rejected'; code: 'malformed' | 'invalid' | 'too_large'; error: string };
+
+/** Splits a request body into items; a malformed NDJSON line is one bad item, not a bad request. */
+export function splitBody(
+  text: string,
+  contentType: string,
+): { items: unknown[]; malformed: Map<number, string> } | string {
+  const malformed = new Map<number, string>();
+  if (/ndjson|jsonl|json-seq/i.test(contentType)) {
+    const items: unknown[] = [];
+    for (const line of text.split('\n')) {
+      if (line.trim() === '') continue;
+      try {
+        items.push(JSON.parse(line));
+      } catch (err) {
+        malformed.set(items.length, `not JSON: ${(err as Error).message}`);
+        items.push(undefined);
+      }
+    }
+    return { items, malformed };
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (err) {
+    return `request body is not JSON: ${(err as Error).message}`;
+  }
+  if (Array.isArray(parsed)) return { items: parsed, malformed };
+  if (parsed && typeof parsed === 'object') return { items: [parsed], malformed };
+  return 'request body must be a JSON object, an array of objects, or NDJSON';
+}
+
+class HttpIngest implements Source {
+  readonly routes: Hono;
+  private stopped = false;
+  private inflight = new Set<Promise<unknown>>();
+
+  constructor(
+    private readonly settings: SourceSettings,
+    private readonly config: HttpIngestConfig,
+  ) {
+    const items = new Counter({
+      name: 'sealtrail_http_ingest_items_total',
+      help: 'Items received over HTTP, by outcome',
+      labelNames: ['source', 'outcome'],
+      registers: [settings.registry],
+    });
+    this.routes = new Hono();
+    this.routes.post(
+      '/v1/events',
+      bodyLimit({
+        maxSize: config.max_body_bytes,
+        onError: (c) => c.json({ error: `request body over ${config.max_body_bytes} bytes` }, 413),
+      }),
+      async (c) => {
+        if (this.stopped) return c.json({ error: 'agent is shutting down' }, 503, { 'Retry-After': '5' });
+        if (settings.overHighWater()) {
+          return c.json({ error: 'journal is over its high-water mark; retry later' }, 429, {
+            'Retry-After': '1',
+          });
+        }
+        const split = splitBody(await c.req.text(), c.req.header('content-type') ?? '');
+        if (typeof split === 'string') return c.json({ error: split }, 400);
+        if (split.items.length > config.max_events_per_request) {
+          return c.json(
+            {
+              error: `${split.items.length} events in one request, over the limit of ${config.max_events_per_request}`,
+            },
+            413,
+          );
+        }
+        const work = this.ingest(split.items, split.malformed);
+        this.inflight.add(work);
+        let results: ItemResult[];
+        try {
+          results = await work;
+        } catch (err) {
+          settings.log.error({ err }, 'journal append failed');
+          return c.json({ error: `events not stored: ${(err as Error).message}` }, 503, {
+            'Retry-After': '5',
+          });
+        } finally {
+          this.inflight.delete(work);
+        }
+        const accepted = results.filter((r) => r.status === 'accepted').length;
+        const rejected = results.length - accepted;
+        items.inc({ source: config.name, outcome: 'accepted' }, accepted);
+        if (rejected) items.inc({ source: config.name, outcome: 'rejected' }, rejected);
+        let status: 202 | 207 | 400 | 413 = 202;
+        if (rejected > 0 && accepted > 0) status = 207;
+        else if (rejected > 0) {
+          status = results.every((r) => r.status === 'rejected' && r.code === 'too_large') ? 413 : 400;
+        }
+        return c.json({ accepted, rejected, results }, status);
+      },
+    );
+  }
+
+  get name(): string {
+    return this.config.name;
+  }
+
+  private async ingest(items: unknown[], malformed: Map<number, string>): Promise<ItemResult[]> {
+    const { host, maxEventBytes } = this.settings;
+    const source = { kind: 'http_ingest' as const, name: this.config.name };
+    const results: ItemResult[] = [];
+    const bytes: Buffer[] = [];
+    const now = new Date();
+    for (const [index, item] of items.entries()) {
+      const bad = malformed.get(index);
+      if (bad) {
+        results.push({ index, status: 'rejected', code: 'malformed', error: bad });
+        continue;
+      }
+      const v = validateIngestEvent(item);
+      if (!v.ok) {
+        results.push({ index, status: 'rejected', code: 'invalid', error: v.errors.join('; ') });
+        continue;
+      }
+      const event = completeIngestEvent(v.value, { host, source, now });
+      const b = canonicalBytes(event);
+      if (b.length > maxEventBytes) {
+        const error = `event is ${b.length} canonical bytes, over the limit of ${maxEventBytes}`;
+        results.push({ index, status: 'rejected', code: 'too_large', error });
+        continue;
+      }
+      bytes.push(b);
+      results.push({ index, status: 'accepted', id: event.id });
+    }
+    if (bytes.length > 0) await this.settings.journal.append({ events: bytes });
+    return results;
+  }
+
+  async start(): Promise<void> {}
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await Promise.allSettled([...this.inflight]);
+  }
+}
+
+export const httpIngestSource: SourceFactory<HttpIngestConfig> = {
+  type: 'http_ingest',
+  create: (settings, config) => new HttpIngest(settings, config),
+};

@@ -1,0 +1,9 @@
+export { Collector } from './collector.js';
+export {
+  type CollectorConfig,
+  collectorConfigSchema,
+  loadCollectorConfig,
+  parseCollectorConfig,
+} from './config.js';
+export { Spool } from './spool/spool.js';
+export { verifySpool } from './spool/verify.js';

@@ -1,0 +1,354 @@
+/**
+ * The collector's durable store: one LevelDB holding every verified record in
+ * arrival order, each agent's chain state, event-id dedupe state, exporter
+ * cursors and integrity evidence.
+ *
+ * Layout (binary keys, one-byte prefix):
+ *   's' u64be(offset)                     → record (see encodeRecord)      arrival order, feeds exporters
+ *   'h' agent(16) chain(16) u64be(seq)    → record_hash(32)                (agent, chain, seq) → hash
+ *   'a' agent(16)                         → JSON AgentState                 verified head per agent
+ *   'i' event_id(16)                      → u64be(offset) u64be(recv ms)    event-id dedupe
+ *   'x' <exporter name>                   → JSON cursor
+ *   'v' u64be(n)                          → JSON integrity violation (evidence)
+ *   'm' <name>                            → meta (next offset, next violation number)
+ *
+ * Invariants: a commit writes the records, their hashes, the agent's new head and
+ * the dedupe keys in one `sync: true` batch, and the receiver acks only after it
+ * resolved; so an acked record is on disk and an agent head never points past
+ * stored records. Commits from all streams are grouped: one fsync serves many.
+ */
+import { EventEmitter } from 'node:events';
+import { mkdirSync } from 'node:fs';
+import { HASH_BYTES, uuidBytes } from '@sealtrail/chain';
+import { SealtrailError } from '@sealtrail/errors';
+import { ClassicLevel } from 'classic-level';
+
+export interface ChainLink {
+  chain_id: string;
+  first_seen: string;
+  /** The previous chain's head the agent named in record 0, as it named it. */
+  previous: unknown;
+}
+
+export interface AgentState {
+  agent_id: string;
+  /** Raw Ed25519 public key, base64. */
+  public_key: string;
+  hostname: string;
+  first_seen: string;
+  last_seen: string;
+  /** Current chain and its highest contiguous verified record. */
+  chain_id: string | null;
+  seq: string | null;
+  hash: string | null;
+  chains: ChainLink[];
+  records: number;
+  duplicates: number;
+}
+
+export interface IncomingRecord {
+  chainId: string;
+  seq: bigint;
+  recordHash: Uint8Array;
+  eventBytes: Uint8Array;
+  eventId: string;
+}
+
+export interface StoredRecord {
+  offset: bigint;
+  agentId: string;
+  chainId: string;
+  seq: bigint;
+  recordHash: Buffer;
+  receivedMs: number;
+  /** An event id the collector had already stored: kept in the chain, not exported again. */
+  duplicateId: boolean;
+  eventBytes: Buffer;
+}
+
+type Op = { type: 'put'; key: Buffer; value: Buffer } | { type: 'del'; key: Buffer };
+
+const HEADER = 1 + 1 + 16 + 16 + 8 + HASH_BYTES + 8;
+const FLAG_DUPLICATE_ID = 1;
+const META_NEXT_OFFSET = Buffer.from('mnext_offset');
+const META_NEXT_VIOLATION = Buffer.from('mnext_violation');
+
+function key(prefix: string, ...parts: Uint8Array[]): Buffer {
+  return Buffer.concat([Buffer.from(prefix), ...parts]);
+}
+
+function u64(n: bigint): Buffer {
+  const b = Buffer.allocUnsafe(8);
+  b.writeBigUInt64BE(n);
+  return b;
+}
+
+function uuidString(b: Buffer): string {
+  const h = b.toString('hex');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
+
+export function encodeRecord(
+  agentId: string,
+  r: IncomingRecord,
+  receivedMs: number,
+  duplicateId: boolean,
+): Buffer {
+  const out = Buffer.allocUnsafe(HEADER + r.eventBytes.length);
+  out[0] = 1; // format version
+  out[1] = duplicateId ? FLAG_DUPLICATE_ID : 0;
+  uuidBytes(agentId).copy(out, 2);
+  uuidBytes(r.chainId).copy(out, 18);
+  out.writeBigUInt64BE(r.seq, 34);
+  out.set(r.recordHash, 42);
+  out.writeBigUInt64BE(BigInt(receivedMs), 74);
+  out.set(r.eventBytes, HEADER);
+  return out;
+}
+
+export function decodeRecord(offset: bigint, v: Buffer): StoredRecord {
+  if (v[0] !== 1)
+    throw new SealtrailError('ST_SPOOL_FORMAT', `spool record ${offset} has unknown format ${v[0]}`);
+  return {
+    offset,
+    duplicateId: (v[1]! & FLAG_DUPLICATE_ID) !== 0,
+    agentId: uuidString(v.subarray(2, 18)),
+    chainId: uuidString(v.subarray(18, 34)),
+    seq: v.readBigUInt64BE(34),
+    recordHash: v.subarray(42, 74),
+    receivedMs: Number(v.readBigUInt64BE(74)),
+    eventBytes: v.subarray(HEADER),
+  };
+}
+
+interface CommitRequest {
+  agent: AgentState;
+  records: IncomingRecord[];
+  resolve: (r: { duplicateIds: number }) => void;
+  reject: (e: unknown) => void;
+}
+
+export class Spool extends EventEmitter<{ committed: [bigint] }> {
+  private readonly db: ClassicLevel<Buffer, Buffer>;
+  private nextOffset = 0n;
+  private queue: CommitRequest[] = [];
+  private writing = false;
+  private closed = false;
+  fsyncs = 0;
+
+  private violationChain: Promise<unknown> = Promise.resolve();
+
+  /** `dedupeWindowMs`: how long an event id is remembered (design brief default: 7 days). */
+  constructor(
+    readonly dir: string,
+    private readonly dedupeWindowMs = 7 * 86_400_000,
+  ) {
+    super();
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    this.db = new ClassicLevel<Buffer, Buffer>(dir, { keyEncoding: 'buffer', valueEncoding: 'buffer' });
+  }
+
+  async open(): Promise<void> {
+    try {
+      await this.db.open();
+    } catch (cause) {
+      const inner = String((cause as Error & { cause?: Error }).cause?.message ?? '');
+      throw new SealtrailError(
+        'ST_SPOOL_OPEN',
+        inner.includes('lock')
+          ? `spool ${this.dir} is in use by another process (is a collector already running?)`
+          : `cannot open spool ${this.dir}: ${(cause as Error).message}`,
+        { cause },
+      );
+    }
+    const next = await this.db.get(META_NEXT_OFFSET);
+    this.nextOffset = next ? next.readBigUInt64BE(0) : 0n;
+  }
+
+  get isOpen(): boolean {
+    return this.db.status === 'open' && !this.closed;
+  }
+
+  /** Offset of the newest record, or -1 when empty. */
+  get headOffset(): bigint {
+    return this.nextOffset - 1n;
+  }
+
+  async getAgent(agentId: string): Promise<AgentState | undefined> {
+    const v = await this.db.get(key('a', uuidBytes(agentId)));
+    return v ? (JSON.parse(v.toString()) as AgentState) : undefined;
+  }
+
+  async *agents(): AsyncGenerator<AgentState> {
+    for await (const v of this.db.values({ gte: Buffer.from('a'), lt: Buffer.from('b') })) {
+      yield JSON.parse(v.toString()) as AgentState;
+    }
+  }
+
+  async putAgent(state: AgentState): Promise<void> {
+    await this.db.put(key('a', uuidBytes(state.agent_id)), Buffer.from(JSON.stringify(state)), {
+      sync: true,
+    });
+  }
+
+  async recordHashAt(agentId: string, chainId: string, seq: bigint): Promise<Buffer | undefined> {
+    return this.db.get(key('h', uuidBytes(agentId), uuidBytes(chainId), u64(seq)));
+  }
+
+  /** Stores verified records and the agent's new head durably; resolves once synced. */
+  commit(agent: AgentState, records: IncomingRecord[]): Promise<{ duplicateIds: number }> {
+    if (this.closed)
+      return Promise.reject(new SealtrailError('ST_SPOOL_CLOSED', 'spool is closed', { retryable: true }));
+    return new Promise((resolve, reject) => {
+      this.queue.push({ agent, records, resolve, reject });
+      if (!this.writing) void this.flush();
+    });
+  }
+
+  private async flush(): Promise<void> {
+    this.writing = true;
+    try {
+      while (this.queue.length > 0) {
+        const group = this.queue;
+        this.queue = [];
+        await this.writeGroup(group);
+      }
+    } finally {
+      this.writing = false;
+    }
+  }
+
+  private async writeGroup(group: CommitRequest[]): Promise<void> {
+    const idKeys = group.flatMap((g) => g.records.map((r) => key('i', uuidBytes(r.eventId))));
+    let known: (Buffer | undefined)[];
+    try {
+      known = idKeys.length > 0 ? await this.db.getMany(idKeys) : [];
+    } catch (err) {
+      for (const g of group) g.reject(err);
+      return;
+    }
+    const seenNow = new Set<string>();
+    const ops: Op[] = [];
+    let offset = this.nextOffset;
+    const now = Date.now();
+    const dupCounts: number[] = [];
+    let k = 0;
+    for (const g of group) {
+      const agentBytes = uuidBytes(g.agent.agent_id);
+      let dups = 0;
+      for (const r of g.records) {
+        const idKey = idKeys[k]!;
+        const idHex = idKey.toString('hex');
+        const prior = known[k];
+        const duplicateId =
+          (prior !== undefined && Number(prior.readBigUInt64BE(8)) >= now - this.dedupeWindowMs) ||
+          seenNow.has(idHex);
+        k++;
+        if (duplicateId) dups++;
+        else {
+          seenNow.add(idHex);
+          ops.push({ type: 'put', key: idKey, value: Buffer.concat([u64(offset), u64(BigInt(now))]) });
+        }
+        ops.push({
+          type: 'put',
+          key: key('s', u64(offset)),
+          value: encodeRecord(g.agent.agent_id, r, now, duplicateId),
+        });
+        ops.push({
+          type: 'put',
+          key: key('h', agentBytes, uuidBytes(r.chainId), u64(r.seq)),
+          value: Buffer.from(r.recordHash),
+        });
+        offset++;
+      }
+      g.agent.duplicates += dups;
+      ops.push({ type: 'put', key: key('a', agentBytes), value: Buffer.from(JSON.stringify(g.agent)) });
+      dupCounts.push(dups);
+    }
+    ops.push({ type: 'put', key: META_NEXT_OFFSET, value: u64(offset) });
+    try {
+      await this.db.batch(ops, { sync: true });
+      this.fsyncs++;
+    } catch (err) {
+      const e = new SealtrailError('ST_SPOOL_WRITE', `spool write failed: ${(err as Error).message}`, {
+        cause: err,
+        retryable: true,
+      });
+      for (const g of group) g.reject(e);
+      return;
+    }
+    this.nextOffset = offset;
+    for (const [i, g] of group.entries()) g.resolve({ duplicateIds: dupCounts[i]! });
+    this.emit('committed', offset - 1n);
+  }
+
+  /** Up to `max` records after `afterOffset` (-1: from the start), in arrival order. */
+  async read(afterOffset: bigint, max: number): Promise<StoredRecord[]> {
+    const out: StoredRecord[] = [];
+    const gte = key('s', u64(afterOffset + 1n));
+    for await (const [k, v] of this.db.iterator({ gte, lt: Buffer.from('t'), limit: max })) {
+      out.push(decodeRecord(k.readBigUInt64BE(1), v));
+    }
+    return out;
+  }
+
+  async getCursor<T>(name: string): Promise<T | undefined> {
+    const v = await this.db.get(key('x', Buffer.from(name)));
+    return v ? (JSON.parse(v.toString()) as T) : undefined;
+  }
+
+  async putCursor(name: string, value: unknown): Promise<void> {
+    await this.db.put(key('x', Buffer.from(name)), Buffer.from(JSON.stringify(value)), { sync: true });
+  }
+
+  /** Forgets event ids older than the dedupe window; returns how many. */
+  async pruneEventIds(): Promise<number> {
+    const cutoff = BigInt(Date.now() - this.dedupeWindowMs);
+    let ops: Op[] = [];
+    let pruned = 0;
+    for await (const [k, v] of this.db.iterator({ gte: Buffer.from('i'), lt: Buffer.from('j') })) {
+      if (v.readBigUInt64BE(8) >= cutoff) continue;
+      ops.push({ type: 'del', key: k });
+      if (ops.length >= 10_000) {
+        await this.db.batch(ops);
+        pruned += ops.length;
+        ops = [];
+      }
+    }
+    if (ops.length > 0) await this.db.batch(ops);
+    return pruned + ops.length;
+  }
+
+  /** Keeps evidence of an integrity violation; append-only. */
+  addViolation(evidence: Record<string, unknown>): Promise<bigint> {
+    const next = this.violationChain.then(() => this.writeViolation(evidence));
+    this.violationChain = next.catch(() => undefined);
+    return next;
+  }
+
+  private async writeViolation(evidence: Record<string, unknown>): Promise<bigint> {
+    const cur = await this.db.get(META_NEXT_VIOLATION);
+    const n = cur ? cur.readBigUInt64BE(0) : 0n;
+    await this.db.batch(
+      [
+        { type: 'put', key: key('v', u64(n)), value: Buffer.from(JSON.stringify(evidence)) },
+        { type: 'put', key: META_NEXT_VIOLATION, value: u64(n + 1n) },
+      ],
+      { sync: true },
+    );
+    return n;
+  }
+
+  async *violations(): AsyncGenerator<Record<string, unknown>> {
+    for await (const v of this.db.values({ gte: Buffer.from('v'), lt: Buffer.from('w') })) {
+      yield JSON.parse(v.toString());
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    while (this.writing) await new Promise((r) => setTimeout(r, 1));
+    await this.db.close();
+  }
+}
