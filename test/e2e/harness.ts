@@ -38,7 +38,11 @@ export async function allocatePorts(): Promise<Ports> {
   return { grpc: await freePort(), collectorHttp: await freePort(), agentHttp: await freePort() };
 }
 
-export function writeConfigs(dir: string, ports: Ports, agentExtra = ''): { agent: string; collector: string; exportPath: string } {
+export function writeConfigs(
+  dir: string,
+  ports: Ports,
+  agentExtra = '',
+): { agent: string; collector: string; exportPath: string } {
   const exportPath = join(dir, 'export/events.jsonl');
   const collector = join(dir, 'collector.yaml');
   const agent = join(dir, 'agent.yaml');
@@ -97,7 +101,8 @@ export class Proc {
     });
     const deadline = Date.now() + 20_000;
     while (Date.now() < deadline) {
-      if (child.exitCode !== null) throw new Error(`${this.name} exited with ${child.exitCode}:\n${this.stderr}`);
+      if (child.exitCode !== null)
+        throw new Error(`${this.name} exited with ${child.exitCode}:\n${this.stderr}`);
       try {
         if ((await fetch(this.readyUrl)).status < 500) return;
       } catch {}
@@ -132,15 +137,26 @@ export class Proc {
 }
 
 export function collectorProc(config: string, ports: Ports): Proc {
-  return new Proc('collector', [COLLECTOR_BIN, 'run', '--config', config], `http://127.0.0.1:${ports.collectorHttp}/healthz`);
+  return new Proc(
+    'collector',
+    [COLLECTOR_BIN, 'run', '--config', config],
+    `http://127.0.0.1:${ports.collectorHttp}/healthz`,
+  );
 }
 
 export function agentProc(config: string, ports: Ports): Proc {
-  return new Proc('agent', [AGENT_BIN, 'run', '--config', config], `http://127.0.0.1:${ports.agentHttp}/healthz`);
+  return new Proc(
+    'agent',
+    [AGENT_BIN, 'run', '--config', config],
+    `http://127.0.0.1:${ports.agentHttp}/healthz`,
+  );
 }
 
 /** Runs a CLI to completion. */
-export function runCli(bin: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+export function runCli(
+  bin: string,
+  args: string[],
+): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     execFile(process.execPath, [bin, ...args], (err, stdout, stderr) => {
       const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
@@ -162,7 +178,11 @@ export function readLines(path: string): Record<string, unknown>[] {
     .map((l) => JSON.parse(l) as Record<string, unknown>);
 }
 
-export async function waitFor(what: string, pred: () => boolean | Promise<boolean>, timeoutMs = 120_000): Promise<void> {
+export async function waitFor(
+  what: string,
+  pred: () => boolean | Promise<boolean>,
+  timeoutMs = 120_000,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (await pred()) return;
