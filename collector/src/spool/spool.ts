@@ -50,7 +50,10 @@ export interface IncomingRecord {
   chainId: string;
   seq: bigint;
   recordHash: Uint8Array;
+  /** Canonical event bytes; for an erased record (payload dropped by the agent), its 32-byte event hash. */
   eventBytes: Uint8Array;
+  erased?: boolean;
+  /** Empty for an erased record. */
   eventId: string;
 }
 
@@ -63,13 +66,21 @@ export interface StoredRecord {
   receivedMs: number;
   /** An event id the collector had already stored: kept in the chain, not exported again. */
   duplicateId: boolean;
+  /** The agent dropped this payload (journal full): `eventBytes` holds the event hash; not exported. */
+  erased: boolean;
   eventBytes: Buffer;
+}
+
+/** Whether exporters deliver a record: not a re-posted event id, not an erased payload. */
+export function isExportable(r: StoredRecord): boolean {
+  return !r.duplicateId && !r.erased;
 }
 
 type Op = { type: 'put'; key: Buffer; value: Buffer } | { type: 'del'; key: Buffer };
 
 const HEADER = 1 + 1 + 16 + 16 + 8 + HASH_BYTES + 8;
 const FLAG_DUPLICATE_ID = 1;
+const FLAG_ERASED = 2;
 const META_NEXT_OFFSET = Buffer.from('mnext_offset');
 const META_NEXT_VIOLATION = Buffer.from('mnext_violation');
 
@@ -96,7 +107,7 @@ export function encodeRecord(
 ): Buffer {
   const out = Buffer.allocUnsafe(HEADER + r.eventBytes.length);
   out[0] = 1; // format version
-  out[1] = duplicateId ? FLAG_DUPLICATE_ID : 0;
+  out[1] = (duplicateId ? FLAG_DUPLICATE_ID : 0) | (r.erased ? FLAG_ERASED : 0);
   uuidBytes(agentId).copy(out, 2);
   uuidBytes(r.chainId).copy(out, 18);
   out.writeBigUInt64BE(r.seq, 34);
@@ -112,6 +123,7 @@ export function decodeRecord(offset: bigint, v: Buffer): StoredRecord {
   return {
     offset,
     duplicateId: (v[1]! & FLAG_DUPLICATE_ID) !== 0,
+    erased: (v[1]! & FLAG_ERASED) !== 0,
     agentId: uuidString(v.subarray(2, 18)),
     chainId: uuidString(v.subarray(18, 34)),
     seq: v.readBigUInt64BE(34),
@@ -219,7 +231,10 @@ export class Spool extends EventEmitter<{ committed: [bigint] }> {
   }
 
   private async writeGroup(group: CommitRequest[]): Promise<void> {
-    const idKeys = group.flatMap((g) => g.records.map((r) => key('i', uuidBytes(r.eventId))));
+    // Erased records have no event id to dedupe on.
+    const idKeys = group.flatMap((g) =>
+      g.records.filter((r) => !r.erased).map((r) => key('i', uuidBytes(r.eventId))),
+    );
     let known: (Buffer | undefined)[];
     try {
       known = idKeys.length > 0 ? await this.db.getMany(idKeys) : [];
@@ -237,17 +252,20 @@ export class Spool extends EventEmitter<{ committed: [bigint] }> {
       const agentBytes = uuidBytes(g.agent.agent_id);
       let dups = 0;
       for (const r of g.records) {
-        const idKey = idKeys[k]!;
-        const idHex = idKey.toString('hex');
-        const prior = known[k];
-        const duplicateId =
-          (prior !== undefined && Number(prior.readBigUInt64BE(8)) >= now - this.dedupeWindowMs) ||
-          seenNow.has(idHex);
-        k++;
-        if (duplicateId) dups++;
-        else {
-          seenNow.add(idHex);
-          ops.push({ type: 'put', key: idKey, value: Buffer.concat([u64(offset), u64(BigInt(now))]) });
+        let duplicateId = false;
+        if (!r.erased) {
+          const idKey = idKeys[k]!;
+          const idHex = idKey.toString('hex');
+          const prior = known[k];
+          k++;
+          duplicateId =
+            (prior !== undefined && Number(prior.readBigUInt64BE(8)) >= now - this.dedupeWindowMs) ||
+            seenNow.has(idHex);
+          if (duplicateId) dups++;
+          else {
+            seenNow.add(idHex);
+            ops.push({ type: 'put', key: idKey, value: Buffer.concat([u64(offset), u64(BigInt(now))]) });
+          }
         }
         ops.push({
           type: 'put',

@@ -8,6 +8,7 @@ import { once } from 'node:events';
 import { type FileHandle, mkdir, open } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { Counter, Gauge } from '@sealtrail/telemetry';
+import { isExportable } from '../../spool/spool.js';
 import type { Exporter, ExporterFactory, ExporterSettings } from '../exporter.js';
 import type { FileExporterConfig } from './config.js';
 import { encodeNativeLine } from './encode.js';
@@ -94,7 +95,7 @@ class FileExporter implements Exporter {
           await once(spool, 'committed', { signal }).catch(() => undefined);
           continue;
         }
-        const lines = records.filter((r) => !r.duplicateId).map(encodeNativeLine);
+        const lines = records.filter(isExportable).map(encodeNativeLine);
         const data = Buffer.concat(lines);
         if (data.length > 0) {
           await this.fh!.write(data, 0, data.length, null);

@@ -254,6 +254,15 @@ export declare type Record = Message<"sealtrail.v1.Record"> & {
    * @generated from field: bytes event_bytes = 3;
    */
   eventBytes: Uint8Array;
+
+  /**
+   * Set instead of event_bytes when the agent dropped the payload (journal full,
+   * on_full: drop_oldest): the chain still verifies, and a sealed
+   * agent.journal.gap event names the range.
+   *
+   * @generated from field: bytes event_hash = 4;
+   */
+  eventHash: Uint8Array;
 };
 
 /**
