@@ -1,5 +1,4 @@
 /** Wires one running agent: identity → journal → sources → shipper, plus its HTTP listener. */
-import { join } from 'node:path';
 import type { AuditEvent } from '@sealtrail/event';
 import {
   Counter,
