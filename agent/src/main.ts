@@ -47,14 +47,46 @@ function program(): Command {
     .requiredOption('-d, --data-dir <dir>', 'the agent data_dir')
     .option('--json', 'print the report as JSON')
     .action(async (opts: { dataDir: string; json?: boolean }) => {
-      const report = await verifyJournal(opts.dataDir);
+      const tty = process.stderr.isTTY && !opts.json;
+      let lastLine = 0;
+      const report = await verifyJournal(opts.dataDir, (n, total) => {
+        if (tty) {
+          const pct = total > 0 ? Math.min(100, Math.floor((n / total) * 100)) : 100;
+          const bar = '#'.repeat(Math.floor(pct / 4)).padEnd(25, '.');
+          process.stderr.write(`\rverifying [${bar}] ${pct}% ${n}/${total} records`);
+        } else if (!opts.json && Date.now() - lastLine > 1000) {
+          lastLine = Date.now();
+          console.error(`verifying: ${n}/${total} records`);
+        }
+      });
+      if (tty) process.stderr.write('\n');
       if (opts.json) console.log(JSON.stringify(report));
       else if (report.ok) {
         console.log(
-          `journal intact: chain ${report.chain_id ?? '(none)'}, ${report.records} unshipped records, head ${report.head_seq ?? '-'}`,
+          `journal intact: chain ${report.chain_id ?? '(none)'}, ${report.records} unshipped records verified, head ${report.head_seq ?? '-'}` +
+            (report.quarantined ? `, ${report.quarantined} quarantined records kept` : ''),
         );
-      } else console.log(`journal damaged at seq ${report.seq}: ${report.fault} (${report.detail})`);
+      } else console.log(`journal damaged at seq ${report.seq} of chain ${report.chain_id}: ${report.fault} (${report.detail})`);
       if (!report.ok) process.exitCode = 1;
+    });
+
+  cmd
+    .command('status')
+    .description('show a running agent: chain head, acknowledged seq, backlog, disk use, last ack time')
+    .option('-c, --config <file>', 'agent YAML config (to find its HTTP listener)')
+    .option('--url <url>', 'the agent HTTP listener', 'http://127.0.0.1:7780')
+    .option('--json', 'print the status as JSON')
+    .action(async (opts: { config?: string; url: string; json?: boolean }) => {
+      const base = opts.config ? `http://${loadAgentConfig(opts.config).http.listen}` : opts.url;
+      let res: Response;
+      try {
+        res = await fetch(`${base}/v1/status`);
+      } catch (err) {
+        throw new Error(`no agent answers at ${base}: ${(err as Error).cause ?? (err as Error).message}`);
+      }
+      const st = (await res.json()) as Record<string, unknown>;
+      if (opts.json) console.log(JSON.stringify(st));
+      else for (const [k, v] of Object.entries(st)) console.log(`${k.padEnd(16)} ${v ?? '-'}`);
     });
   return cmd;
 }
