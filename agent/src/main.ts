@@ -66,7 +66,10 @@ function program(): Command {
           `journal intact: chain ${report.chain_id ?? '(none)'}, ${report.records} unshipped records verified, head ${report.head_seq ?? '-'}` +
             (report.quarantined ? `, ${report.quarantined} quarantined records kept` : ''),
         );
-      } else console.log(`journal damaged at seq ${report.seq} of chain ${report.chain_id}: ${report.fault} (${report.detail})`);
+      } else
+        console.log(
+          `journal damaged at seq ${report.seq} of chain ${report.chain_id}: ${report.fault} (${report.detail})`,
+        );
       if (!report.ok) process.exitCode = 1;
     });
 

@@ -118,6 +118,8 @@ const KIND_FULL = 1;
 const KIND_ERASED = 2;
 const VALUE_HEADER = 1 + HASH_BYTES;
 const META_HEAD = Buffer.from('mhead');
+/** How the agent's own events read in canonical JSON (keys sorted, so this is exact). */
+const AGENT_SOURCE = Buffer.from('"source":{"kind":"agent"');
 const META_ACKED = Buffer.from('macked');
 
 export function recordKey(chain: number, seq: bigint, prefix = 'r'): Buffer {
@@ -554,19 +556,25 @@ export class Journal extends EventEmitter<{ appended: [Head]; acked: [Position];
   private async dropOldest(needed: number): Promise<number> {
     const ops: Op[] = [];
     let freed = 0;
+    let records = 0;
     let from: JournalRecord | null = null;
     let to: JournalRecord | null = null;
     const target = Math.max(needed, Math.floor(this.limits.maxBytes * 0.1));
     for await (const [key, value] of this.db.iterator({ gte: Buffer.from('r'), lt: Buffer.from('s') })) {
-      if (value[0] === KIND_ERASED) continue;
+      // The agent's own records (chain starts, checkpoints, gap and integrity events) are the
+      // evidence of what happened: they are small and never dropped.
+      if (value[0] === KIND_ERASED || value.includes(AGENT_SOURCE)) continue;
       const rec = decodeRecordValue(key.readUInt32BE(1), key.readBigUInt64BE(5), value);
       if (this.headPos && rec.chain === this.headPos.chain && rec.seq === this.headPos.seq) break;
+      // One gap event names one range of one chain.
+      if (from && rec.chain !== from.chain) break;
       const erased = Buffer.concat([Buffer.from([KIND_ERASED]), rec.recordHash, eventHash(rec.eventBytes!)]);
       ops.push({ type: 'put', key, value: erased });
       freed += payloadSize(value) - HASH_BYTES;
+      records++;
       from ??= rec;
       to = rec;
-      if (freed >= target || (to && from && to.chain !== from.chain)) break;
+      if (freed >= target) break;
     }
     if (!from || !to || freed <= 0) return 0;
     // Count the erased payloads as acknowledged bytes: they no longer occupy the journal.
@@ -579,7 +587,6 @@ export class Journal extends EventEmitter<{ appended: [Head]; acked: [Position];
     ops.push({ type: 'put', key: META_ACKED, value: Buffer.from(JSON.stringify(ackedValue)) });
     this.opts.hooks.beforeWrite?.();
     await this.db.batch(ops, { sync: true });
-    const records = Number(to.seq - from.seq + 1n);
     this.emit('dropped', records);
     const gap = this.opts.hooks.gap?.({
       chainId: this.chains.get(from.chain)!.chainId,

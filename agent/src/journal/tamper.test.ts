@@ -82,7 +82,10 @@ describe('journal tampering', () => {
 
       const { journal, findings } = await openWithRecovery(() => f.make(), null);
       expect(findings).toHaveLength(1);
-      expect(findings[0]).toMatchObject({ kind: 'corruption', attributes: { first_bad_seq: c.seq, fault: c.fault } });
+      expect(findings[0]).toMatchObject({
+        kind: 'corruption',
+        attributes: { first_bad_seq: c.seq, fault: c.fault },
+      });
       // A new chain names the last good record of the old one.
       expect(journal.head?.chain).toBe(1);
       const meta = journal.chainMeta(1)!;
@@ -107,7 +110,10 @@ describe('journal tampering', () => {
     await j.open();
     await j.append({ events: [f.event(), f.event(), f.event()] });
     const head = j.head!;
-    writeFileAtomic(f.paths.anchor, JSON.stringify({ chain_id: j.chainId, seq: String(head.seq), hash: head.hash.toString('hex') }));
+    writeFileAtomic(
+      f.paths.anchor,
+      JSON.stringify({ chain_id: j.chainId, seq: String(head.seq), hash: head.hash.toString('hex') }),
+    );
     await j.close();
     expect((await verifyJournal(f.dataDir)).ok).toBe(true);
 
@@ -127,7 +133,8 @@ describe('journal tampering', () => {
     // Destroy the manifest LevelDB needs to open.
     const { readdirSync, writeFileSync } = await import('node:fs');
     for (const name of readdirSync(f.paths.journal)) {
-      if (name.startsWith('MANIFEST') || name === 'CURRENT') writeFileSync(`${f.paths.journal}/${name}`, 'garbage');
+      if (name.startsWith('MANIFEST') || name === 'CURRENT')
+        writeFileSync(`${f.paths.journal}/${name}`, 'garbage');
     }
     const { journal, findings } = await openWithRecovery(() => f.make(), null);
     expect(findings.map((x) => x.kind)).toEqual(['unreadable']);

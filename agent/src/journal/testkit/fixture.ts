@@ -50,7 +50,10 @@ export function fixture(dataDir = tempDataDir()) {
 }
 
 /** Raw access to the journal's LevelDB, for tampering with a closed journal. */
-export async function withRawDb<T>(dir: string, fn: (db: ClassicLevel<Buffer, Buffer>) => Promise<T>): Promise<T> {
+export async function withRawDb<T>(
+  dir: string,
+  fn: (db: ClassicLevel<Buffer, Buffer>) => Promise<T>,
+): Promise<T> {
   const db = new ClassicLevel<Buffer, Buffer>(dir, { keyEncoding: 'buffer', valueEncoding: 'buffer' });
   await db.open();
   try {
