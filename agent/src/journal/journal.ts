@@ -492,8 +492,17 @@ export class Journal extends EventEmitter<{ appended: [Head]; acked: [Position];
   /** Every kept record in order (offline verification). */
   async *records(prefix = 'r'): AsyncGenerator<JournalRecord> {
     const lt = Buffer.from([prefix.charCodeAt(0) + 1]);
-    for await (const [key, value] of this.db.iterator({ gte: Buffer.from(prefix), lt })) {
-      yield decodeRecordValue(key.readUInt32BE(1), key.readBigUInt64BE(5), value);
+    const it = this.db.iterator({ gte: Buffer.from(prefix), lt });
+    try {
+      // nextv reads entries in chunks: one native call per thousand records, not per record.
+      for (;;) {
+        const entries = await it.nextv(1000);
+        if (entries.length === 0) break;
+        for (const [key, value] of entries)
+          yield decodeRecordValue(key.readUInt32BE(1), key.readBigUInt64BE(5), value);
+      }
+    } finally {
+      await it.close();
     }
   }
 
