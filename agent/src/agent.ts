@@ -20,6 +20,7 @@ import { chainStartEvent, gapEvent, integrityEvent } from './journal/events.js';
 import { Journal } from './journal/journal.js';
 import { openWithRecovery } from './journal/recovery.js';
 import { journalPaths } from './journal/verify.js';
+import { transport } from './shipper/credentials.js';
 import { Shipper } from './shipper/shipper.js';
 import { sourceTypes } from './sources/index.js';
 import type { Source } from './sources/source.js';
@@ -47,6 +48,8 @@ export class Agent {
 
   async start(): Promise<void> {
     const cfg = this.config;
+    // Transport problems (a missing CA file) are config errors: fail before touching the journal.
+    const t = transport(cfg);
     const identity = loadOrCreateIdentity(cfg.agent.data_dir);
     const host: AuditEvent['host'] = { id: identity.agentId, name: cfg.agent.name, os: process.platform };
     const paths = journalPaths(cfg.agent.data_dir);
@@ -144,8 +147,11 @@ export class Agent {
       idleMs: cfg.checkpoint.idle_seconds * 1000,
       log: this.log.child({ component: 'checkpoint' }),
     });
+    if (!t.tls) this.log.warn({ collector: cfg.collector.address }, 'streaming to the collector without TLS (insecure: true)');
     this.shipper = new Shipper({
       address: cfg.collector.address,
+      credentials: t.credentials,
+      channelOptions: t.options,
       identity,
       journal,
       agentVersion: AGENT_VERSION,
@@ -175,7 +181,10 @@ export class Agent {
         },
         {
           name: 'collector_stream',
-          check: () => (this.shipper.connected ? null : 'not connected to the collector'),
+          check: () =>
+            this.shipper.connected
+              ? null
+              : `not connected to the collector${this.shipper.lastRefusal ? ` (refused: ${this.shipper.lastRefusal})` : ''}`,
         },
       ]),
     );

@@ -19,8 +19,16 @@ export const agentConfigSchema = z
     collector: z
       .object({
         address: hostPort().default('127.0.0.1:7701'),
-        /** Plaintext gRPC. This build has no TLS yet, so it must be true. */
+        /** Plaintext gRPC, loopback development only. TLS otherwise. */
         insecure: z.boolean().default(false),
+        /** The collector's CA certificate. Default: <data_dir>/collector-ca.crt, written by `enroll`. */
+        ca_file: z.string().optional(),
+        /** Client certificate and key, for collectors that require mutual TLS. */
+        cert_file: z.string().optional(),
+        key_file: z.string().optional(),
+        /** The name to verify the collector's certificate against, when it differs from the address's host. */
+        server_name: z.string().optional(),
+        compression: z.enum(['none', 'gzip']).default('none'),
         batch_max_records: z.number().int().positive().default(1000),
         batch_max_bytes: byteSize().default(1024 * 1024),
         /** Batches sent but not yet acknowledged. */
@@ -76,14 +84,6 @@ export const agentConfigSchema = z
       }
       seen.add(s.name);
     });
-    if (!cfg.collector.insecure) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['collector', 'insecure'],
-        message:
-          'TLS to the collector is not available in this build yet; set insecure: true (loopback only)',
-      });
-    }
   });
 
 export type AgentConfig = z.output<typeof agentConfigSchema>;

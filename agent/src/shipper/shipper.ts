@@ -22,6 +22,8 @@ import type { Journal, Position } from '../journal/journal.js';
 
 export interface ShipperOptions {
   address: string;
+  credentials: grpc.ChannelCredentials;
+  channelOptions?: grpc.ChannelOptions;
   identity: AgentIdentity;
   journal: Journal;
   agentVersion: string;
@@ -55,10 +57,13 @@ export class Shipper {
   private current: Stream | null = null;
   private streaming = false;
   lastAckAt: Date | null = null;
+  /** Why the collector last refused a stream (shown by readiness and status). */
+  lastRefusal: string | null = null;
   private readonly m;
 
   constructor(private readonly o: ShipperOptions) {
-    this.client = createClient(Ingest, o.address, grpc.credentials.createInsecure(), {
+    this.client = createClient(Ingest, o.address, o.credentials, {
+      ...o.channelOptions,
       'grpc.keepalive_time_ms': 10_000,
       'grpc.keepalive_timeout_ms': 5_000,
       'grpc.keepalive_permit_without_calls': 1,
@@ -286,6 +291,7 @@ export class Shipper {
           return;
         }
         case 'refusal':
+          this.lastRefusal = `${body.value.code}: ${body.value.message}`;
           log.error({ code: body.value.code }, `collector refused the stream: ${body.value.message}`);
           return;
       }

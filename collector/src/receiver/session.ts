@@ -205,7 +205,15 @@ export class Session {
     }
     if (!known && !this.deps.trustOnFirstUse) {
       this.deps.metrics.authFailures.inc({ reason: 'unknown_agent' });
-      throw new SessionRefused(status.UNAUTHENTICATED, 'unknown_agent', 'agent is not enrolled');
+      throw new SessionRefused(
+        status.UNAUTHENTICATED,
+        'unknown_agent',
+        `agent ${hello.agentId} is not enrolled; run \`sealtrail-agent enroll\` with a token from \`sealtrail-collector token create\``,
+      );
+    }
+    if (known?.revoked) {
+      this.deps.metrics.authFailures.inc({ reason: 'revoked' });
+      throw new SessionRefused(status.PERMISSION_DENIED, 'revoked', `agent ${hello.agentId} was revoked (${known.revoked.reason})`);
     }
     const msg = challengeMessage(hello.agentId, this.nonce);
     this.publicKey = publicKeyFromRaw(key);
@@ -218,6 +226,14 @@ export class Session {
       );
     }
     this.nonce = null;
+    if (known?.blocked) {
+      const b = known.blocked;
+      throw new SessionRefused(
+        status.FAILED_PRECONDITION,
+        'chain_blocked',
+        `agent's chain ${b.chain_id} is blocked after a ${b.fault} at seq ${b.seq}; an operator must run \`sealtrail-collector agent accept-chain ${hello.agentId}\``,
+      );
+    }
     this.agentId = hello.agentId;
     const now = new Date().toISOString();
     const current = await this.deps.claim(hello.agentId, this);
@@ -452,6 +468,12 @@ export class Session {
         record_hash: offending ? Buffer.from(offending.recordHash).toString('hex') : null,
         event_bytes: offending ? Buffer.from(offending.eventBytes).toString('base64') : null,
       });
+      if (v.fault === 'fork') {
+        // A fork stops this agent's streams until an operator decides which history stands.
+        const since = new Date().toISOString();
+        this.state = { ...this.state!, blocked: { fault: v.fault, chain_id: chainId, seq: String(v.seq), since } };
+        await this.deps.spool.putAgent(this.state);
+      }
       this.log.error(
         { chain_id: chainId, seq: String(v.seq), fault: v.fault },
         `integrity violation: ${v.detail}`,

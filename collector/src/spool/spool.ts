@@ -10,6 +10,7 @@
  *   'i' event_id(16)                      → u64be(offset) u64be(recv ms)    event-id dedupe
  *   'x' <exporter name>                   → JSON cursor
  *   'v' u64be(n)                          → JSON integrity violation (evidence)
+ *   't' <token id>                        → JSON {agent_id, used}          used enrollment tokens
  *   'm' <name>                            → meta (next offset, next violation number)
  *
  * Invariants: a commit writes the records, their hashes, the agent's new head and
@@ -44,6 +45,12 @@ export interface AgentState {
   chains: ChainLink[];
   records: number;
   duplicates: number;
+  /** Set when the agent enrolled with a token (absent: trusted on first use over plaintext). */
+  enrolled_at?: string;
+  /** A revoked agent's streams are refused. */
+  revoked?: { at: string; reason: string } | null;
+  /** After a fork its streams are refused until an operator accepts the agent's chain. */
+  blocked?: { fault: string; chain_id: string; seq: string; since: string } | null;
 }
 
 export interface IncomingRecord {
@@ -317,6 +324,20 @@ export class Spool extends EventEmitter<{ committed: [bigint] }> {
 
   async putCursor(name: string, value: unknown): Promise<void> {
     await this.db.put(key('x', Buffer.from(name)), Buffer.from(JSON.stringify(value)), { sync: true });
+  }
+
+  /** Registers an enrolled agent and spends its token in one batch; false when the token was used already. */
+  async enroll(state: AgentState, tokenId: string): Promise<boolean> {
+    const k = key('t', Buffer.from(tokenId));
+    if ((await this.db.get(k)) !== undefined) return false;
+    await this.db.batch(
+      [
+        { type: 'put', key: k, value: Buffer.from(JSON.stringify({ agent_id: state.agent_id, used: new Date().toISOString() })) },
+        { type: 'put', key: key('a', uuidBytes(state.agent_id)), value: Buffer.from(JSON.stringify(state)) },
+      ],
+      { sync: true },
+    );
+    return true;
   }
 
   /** Forgets event ids older than the dedupe window; returns how many. */

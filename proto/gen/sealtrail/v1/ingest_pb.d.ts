@@ -341,11 +341,15 @@ export declare const RefusalSchema: GenMessage<Refusal>;
  */
 export declare type EnrollRequest = Message<"sealtrail.v1.EnrollRequest"> & {
   /**
+   * The one-time token from `sealtrail-collector token create`.
+   *
    * @generated from field: string token = 1;
    */
   token: string;
 
   /**
+   * Raw 32-byte Ed25519 public key: every later stream must prove this key.
+   *
    * @generated from field: bytes public_key = 2;
    */
   publicKey: Uint8Array;
@@ -354,6 +358,13 @@ export declare type EnrollRequest = Message<"sealtrail.v1.EnrollRequest"> & {
    * @generated from field: string hostname = 3;
    */
   hostname: string;
+
+  /**
+   * The agent's id (a UUID it made on first start).
+   *
+   * @generated from field: string agent_id = 4;
+   */
+  agentId: string;
 };
 
 /**
