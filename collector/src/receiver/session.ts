@@ -136,7 +136,11 @@ export class Session {
     if (!(err instanceof SessionRefused)) this.log.error({ err, agent_id: this.agentId }, 'stream failed');
     this.send({ case: 'refusal', value: { code: r.code, message: r.message } });
     this.done = true;
-    this.call.destroy(
+    // grpc-js ends a server stream with a status when its 'error' event is emitted (it records the
+    // status, then ends the stream after the queued refusal); `destroy(err)` would tear the stream down
+    // without ever sending a status, leaving the agent waiting on a dead stream.
+    this.call.emit(
+      'error',
       Object.assign(new Error(r.message), { code: r.grpcCode, details: `${r.code}: ${r.message}` }),
     );
   }
