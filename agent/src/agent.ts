@@ -147,7 +147,11 @@ export class Agent {
       idleMs: cfg.checkpoint.idle_seconds * 1000,
       log: this.log.child({ component: 'checkpoint' }),
     });
-    if (!t.tls) this.log.warn({ collector: cfg.collector.address }, 'streaming to the collector without TLS (insecure: true)');
+    if (!t.tls)
+      this.log.warn(
+        { collector: cfg.collector.address },
+        'streaming to the collector without TLS (insecure: true)',
+      );
     this.shipper = new Shipper({
       address: cfg.collector.address,
       credentials: t.credentials,

@@ -23,8 +23,12 @@ export interface EnrollOptions {
 }
 
 function normaliseFingerprint(fp: string): string {
-  const hex = fp.replace(/^sha256:/i, '').replaceAll(':', '').toLowerCase();
-  if (!/^[0-9a-f]{64}$/.test(hex)) throw new ConfigError(`--ca-fingerprint: expected sha256:<64 hex digits>, got "${fp}"`);
+  const hex = fp
+    .replace(/^sha256:/i, '')
+    .replaceAll(':', '')
+    .toLowerCase();
+  if (!/^[0-9a-f]{64}$/.test(hex))
+    throw new ConfigError(`--ca-fingerprint: expected sha256:<64 hex digits>, got "${fp}"`);
   return hex;
 }
 
@@ -33,7 +37,13 @@ export async function fetchPinnedCa(address: string, fingerprint: string): Promi
   const want = normaliseFingerprint(fingerprint);
   const { host, port } = splitHostPort(address);
   const chain = await new Promise<PeerCertificate[]>((resolve, reject) => {
-    const sock = connect({ host, port, rejectUnauthorized: false, ALPNProtocols: ['h2'], servername: /^[\d.:]+$/.test(host) ? undefined : host });
+    const sock = connect({
+      host,
+      port,
+      rejectUnauthorized: false,
+      ALPNProtocols: ['h2'],
+      servername: /^[\d.:]+$/.test(host) ? undefined : host,
+    });
     sock.once('secureConnect', () => {
       const out: PeerCertificate[] = [];
       let c = sock.getPeerCertificate(true) as PeerCertificate & { issuerCertificate?: PeerCertificate };
@@ -44,16 +54,24 @@ export async function fetchPinnedCa(address: string, fingerprint: string): Promi
       sock.end();
       resolve(out);
     });
-    sock.once('error', (err) => reject(new SealtrailError('ST_ENROLL_TLS', `cannot reach ${address} over TLS: ${err.message}`)));
+    sock.once('error', (err) =>
+      reject(new SealtrailError('ST_ENROLL_TLS', `cannot reach ${address} over TLS: ${err.message}`)),
+    );
     sock.setTimeout(10_000, () => sock.destroy(new Error('timed out')));
   });
   const certs = chain.map((c) => new X509Certificate(c.raw));
   const ca = certs.find((c) => c.fingerprint256.replaceAll(':', '').toLowerCase() === want);
   if (!ca) {
-    throw new SealtrailError('ST_ENROLL_FINGERPRINT', `no certificate presented by ${address} has fingerprint sha256:${want}: wrong collector, or the wrong fingerprint`);
+    throw new SealtrailError(
+      'ST_ENROLL_FINGERPRINT',
+      `no certificate presented by ${address} has fingerprint sha256:${want}: wrong collector, or the wrong fingerprint`,
+    );
   }
   if (!certs[0]!.checkIssued(ca) && certs[0] !== ca) {
-    throw new SealtrailError('ST_ENROLL_FINGERPRINT', `the collector's certificate is not issued by the pinned CA`);
+    throw new SealtrailError(
+      'ST_ENROLL_FINGERPRINT',
+      `the collector's certificate is not issued by the pinned CA`,
+    );
   }
   return Buffer.from(ca.toString());
 }
@@ -66,13 +84,21 @@ export async function enroll(o: EnrollOptions): Promise<{ agentId: string; caFil
   try {
     const res = await client
       .enroll(
-        message(EnrollRequestSchema, { token: o.token, publicKey: identity.publicKey, hostname: o.hostname, agentId: identity.agentId }),
+        message(EnrollRequestSchema, {
+          token: o.token,
+          publicKey: identity.publicKey,
+          hostname: o.hostname,
+          agentId: identity.agentId,
+        }),
         { deadline: Date.now() + 15_000 },
       )
       .catch((err: grpc.ServiceError) => {
         const details = err.details || err.message;
         if (err.code === grpc.status.UNAVAILABLE && /certificate|handshake|SSL|self.signed/i.test(details)) {
-          throw new SealtrailError('ST_ENROLL_TLS', `TLS with ${o.collector} failed: ${details} (is this the right CA?)`);
+          throw new SealtrailError(
+            'ST_ENROLL_TLS',
+            `TLS with ${o.collector} failed: ${details} (is this the right CA?)`,
+          );
         }
         throw new SealtrailError('ST_ENROLL_REFUSED', `enrollment refused by ${o.collector}: ${details}`);
       });

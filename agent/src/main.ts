@@ -4,8 +4,8 @@ import { hostname } from 'node:os';
 import { ConfigError } from '@sealtrail/errors';
 import { Command, CommanderError } from 'commander';
 import { Agent } from './agent.js';
-import { enroll } from './enroll.js';
 import { loadAgentConfig } from './config.js';
+import { enroll } from './enroll.js';
 import { verifyJournal } from './journal/verify.js';
 import { AGENT_VERSION } from './version.js';
 
@@ -100,30 +100,44 @@ function program(): Command {
     .requiredOption('--collector <host:port>', "the collector's gRPC address")
     .requiredOption('--token <token>', 'from `sealtrail-collector token create`')
     .option('--ca <file>', "the collector's CA certificate")
-    .option('--ca-fingerprint <sha256:hex>', "pin the collector's CA by its SHA-256 fingerprint (printed by `sealtrail-collector init`)")
+    .option(
+      '--ca-fingerprint <sha256:hex>',
+      "pin the collector's CA by its SHA-256 fingerprint (printed by `sealtrail-collector init`)",
+    )
     .option('-c, --config <file>', 'agent YAML config (for its data_dir and name)')
     .option('-d, --data-dir <dir>', 'the agent data_dir', '/var/lib/sealtrail/agent')
-    .action(async (opts: { collector: string; token: string; ca?: string; caFingerprint?: string; config?: string; dataDir: string }) => {
-      if (opts.ca && opts.caFingerprint) throw new ConfigError('give --ca or --ca-fingerprint, not both');
-      const cfg = opts.config ? loadAgentConfig(opts.config) : null;
-      let caPem: Buffer | undefined;
-      if (opts.ca) {
-        try {
-          caPem = readFileSync(opts.ca);
-        } catch (err) {
-          throw new ConfigError(`--ca: cannot read ${opts.ca}: ${(err as Error).message}`);
+    .action(
+      async (opts: {
+        collector: string;
+        token: string;
+        ca?: string;
+        caFingerprint?: string;
+        config?: string;
+        dataDir: string;
+      }) => {
+        if (opts.ca && opts.caFingerprint) throw new ConfigError('give --ca or --ca-fingerprint, not both');
+        const cfg = opts.config ? loadAgentConfig(opts.config) : null;
+        let caPem: Buffer | undefined;
+        if (opts.ca) {
+          try {
+            caPem = readFileSync(opts.ca);
+          } catch (err) {
+            throw new ConfigError(`--ca: cannot read ${opts.ca}: ${(err as Error).message}`);
+          }
         }
-      }
-      const r = await enroll({
-        collector: opts.collector,
-        token: opts.token,
-        dataDir: cfg?.agent.data_dir ?? opts.dataDir,
-        hostname: cfg?.agent.name ?? hostname(),
-        ...(caPem ? { caPem } : {}),
-        ...(opts.caFingerprint ? { caFingerprint: opts.caFingerprint } : {}),
-      });
-      console.log(`enrolled as agent ${r.agentId} with ${opts.collector}; collector CA stored in ${r.caFile}`);
-    });
+        const r = await enroll({
+          collector: opts.collector,
+          token: opts.token,
+          dataDir: cfg?.agent.data_dir ?? opts.dataDir,
+          hostname: cfg?.agent.name ?? hostname(),
+          ...(caPem ? { caPem } : {}),
+          ...(opts.caFingerprint ? { caFingerprint: opts.caFingerprint } : {}),
+        });
+        console.log(
+          `enrolled as agent ${r.agentId} with ${opts.collector}; collector CA stored in ${r.caFile}`,
+        );
+      },
+    );
 
   return cmd;
 }

@@ -1,5 +1,8 @@
 /** Wires one running collector: spool → receiver → exporters, plus its HTTP listener. */
+
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { ConfigError } from '@sealtrail/errors';
 import {
   createLogger,
   createRegistry,
@@ -9,16 +12,14 @@ import {
   listen,
   type Registry,
 } from '@sealtrail/telemetry';
-import { existsSync, readFileSync } from 'node:fs';
-import { ConfigError } from '@sealtrail/errors';
 import { loadApiKeyHashes } from './api/auth.js';
 import { collectorApp } from './api/http.js';
 import { type CollectorConfig, pkiDir } from './config.js';
+import type { Exporter } from './exporters/exporter.js';
+import { exporterTypes } from './exporters/index.js';
 import { type PkiPaths, pkiPaths } from './pki/pki.js';
 import { readTokenSecret } from './pki/tokens.js';
 import type { TlsFiles } from './receiver/receiver.js';
-import type { Exporter } from './exporters/exporter.js';
-import { exporterTypes } from './exporters/index.js';
 import { Receiver } from './receiver/receiver.js';
 import { Spool } from './spool/spool.js';
 

@@ -76,7 +76,9 @@ function program(): Command {
     });
   cmd
     .command('init')
-    .description('create the collector PKI: a CA, a server certificate, an admin API key and the enrollment-token secret')
+    .description(
+      'create the collector PKI: a CA, a server certificate, an admin API key and the enrollment-token secret',
+    )
     .option('-c, --config <file>', 'collector YAML config (its pki.dir or <data_dir>/pki is used)')
     .option('--dir <dir>', 'write the PKI here instead')
     .option('--san <name...>', 'extra DNS names or IP addresses for the server certificate')
@@ -108,26 +110,38 @@ Next: \`sealtrail-collector token create\` for each agent, then on the host
       const cfg = opts.config ? loadCollectorConfig(opts.config) : null;
       const dir = opts.dir ?? (cfg ? pkiDir(cfg) : DEFAULT_PKI_DIR);
       const ttl = opts.ttl ? parseDuration(opts.ttl) : (cfg?.enrollment.token_ttl ?? 86_400_000);
-      if (ttl === undefined) throw new ConfigError(`--ttl: expected a duration like "1h" or "7d", got "${opts.ttl}"`);
+      if (ttl === undefined)
+        throw new ConfigError(`--ttl: expected a duration like "1h" or "7d", got "${opts.ttl}"`);
       const { token: t, claims } = createToken(readTokenSecret(pkiPaths(dir).tokenSecret), ttl);
       const expires = new Date(claims.exp).toISOString();
       console.log(opts.json ? JSON.stringify({ token: t, expires }) : `${t}\n(one-time; expires ${expires})`);
     });
 
-  const agent = cmd.command('agent').description("manage enrolled agents (through a running collector's API)");
+  const agent = cmd
+    .command('agent')
+    .description("manage enrolled agents (through a running collector's API)");
   const apiOpts = (c: Command) =>
     c
       .option('-c, --config <file>', 'collector YAML config (to find its HTTP listener)')
       .option('--url <url>', 'the collector HTTP listener', 'http://127.0.0.1:7700')
       .option('--api-key <key>', 'admin API key (default: $SEALTRAIL_API_KEY)');
-  apiOpts(agent.command('list').description('list agents and their chain heads')).action(async (opts: ApiOpts) => {
-    const r = (await api(opts, 'GET', '/agents')) as { agents: Record<string, unknown>[] };
-    for (const a of r.agents) {
-      const flags = [a.revoked ? 'REVOKED' : '', a.blocked ? 'BLOCKED' : ''].filter(Boolean).join(' ');
-      console.log(`${a.agent_id}  ${String(a.hostname).padEnd(20)} chain ${a.chain_id ?? '-'} seq ${a.seq ?? '-'} ${flags}`);
-    }
-  });
-  apiOpts(agent.command('revoke').description('refuse all further streams of an agent').argument('<id>', 'agent id'))
+  apiOpts(agent.command('list').description('list agents and their chain heads')).action(
+    async (opts: ApiOpts) => {
+      const r = (await api(opts, 'GET', '/agents')) as { agents: Record<string, unknown>[] };
+      for (const a of r.agents) {
+        const flags = [a.revoked ? 'REVOKED' : '', a.blocked ? 'BLOCKED' : ''].filter(Boolean).join(' ');
+        console.log(
+          `${a.agent_id}  ${String(a.hostname).padEnd(20)} chain ${a.chain_id ?? '-'} seq ${a.seq ?? '-'} ${flags}`,
+        );
+      }
+    },
+  );
+  apiOpts(
+    agent
+      .command('revoke')
+      .description('refuse all further streams of an agent')
+      .argument('<id>', 'agent id'),
+  )
     .option('--reason <text>', 'why, kept with the agent')
     .action(async (id: string, opts: ApiOpts & { reason?: string }) => {
       await api(opts, 'POST', `/agents/${id}/revoke`, { reason: opts.reason });
@@ -136,7 +150,9 @@ Next: \`sealtrail-collector token create\` for each agent, then on the host
   apiOpts(
     agent
       .command('accept-chain')
-      .description("after a fork: accept the agent's chain from the fork on (what the collector stored stays as evidence)")
+      .description(
+        "after a fork: accept the agent's chain from the fork on (what the collector stored stays as evidence)",
+      )
       .argument('<id>', 'agent id'),
   ).action(async (id: string, opts: ApiOpts) => {
     await api(opts, 'POST', `/agents/${id}/accept-chain`);
@@ -157,7 +173,10 @@ interface ApiOpts {
 async function api(opts: ApiOpts, method: string, path: string, body?: unknown): Promise<unknown> {
   const base = opts.config ? `http://${loadCollectorConfig(opts.config).http.listen}` : opts.url;
   const key = opts.apiKey ?? process.env.SEALTRAIL_API_KEY;
-  if (!key) throw new ConfigError('an admin API key is needed: --api-key KEY or SEALTRAIL_API_KEY (printed by `sealtrail-collector init`)');
+  if (!key)
+    throw new ConfigError(
+      'an admin API key is needed: --api-key KEY or SEALTRAIL_API_KEY (printed by `sealtrail-collector init`)',
+    );
   let res: Response;
   try {
     res = await fetch(`${base}/api/v1${path}`, {

@@ -17,7 +17,9 @@ function read(file: string, key: string, hint: string): Buffer {
   try {
     return readFileSync(file);
   } catch (err) {
-    throw new ConfigError(`collector.${key}: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'}); ${hint}`);
+    throw new ConfigError(
+      `collector.${key}: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'}); ${hint}`,
+    );
   }
 }
 
@@ -28,7 +30,8 @@ export function transport(cfg: AgentConfig): Transport {
   if (c.insecure) return { credentials: grpc.credentials.createInsecure(), options, tls: false };
   const caFile = c.ca_file ?? join(cfg.agent.data_dir, CA_FILE_NAME);
   const ca = read(caFile, 'ca_file', 'run `sealtrail-agent enroll` first, or set collector.ca_file');
-  if (!!c.cert_file !== !!c.key_file) throw new ConfigError('collector: cert_file and key_file go together (mutual TLS)');
+  if (!!c.cert_file !== !!c.key_file)
+    throw new ConfigError('collector: cert_file and key_file go together (mutual TLS)');
   const key = c.key_file ? read(c.key_file, 'key_file', 'the client key for mutual TLS') : null;
   const cert = c.cert_file ? read(c.cert_file, 'cert_file', 'the client certificate for mutual TLS') : null;
   if (c.server_name) options['grpc.ssl_target_name_override'] = c.server_name;

@@ -50,7 +50,12 @@ export function collectorApp(deps: ApiDeps): Hono {
       })
       .catch(() => undefined);
     if (!st) return c.json({ error: 'no such agent' }, 404);
-    await spool.addViolation({ time: new Date().toISOString(), agent_id: st.agent_id, fault: 'operator_revoke', detail: reason });
+    await spool.addViolation({
+      time: new Date().toISOString(),
+      agent_id: st.agent_id,
+      fault: 'operator_revoke',
+      detail: reason,
+    });
     return c.json(st);
   });
   api.post('/agents/:id/accept-chain', async (c) => {
@@ -75,7 +80,13 @@ export function collectorApp(deps: ApiDeps): Hono {
       st.hash = h ? h.toString('hex') : null;
     } else st.hash = null;
     await spool.putAgent(st);
-    await spool.addViolation({ time: new Date().toISOString(), agent_id: id, fault: 'operator_accept_chain', detail: 'an operator accepted the agent chain after a fork', accepted });
+    await spool.addViolation({
+      time: new Date().toISOString(),
+      agent_id: id,
+      fault: 'operator_accept_chain',
+      detail: 'an operator accepted the agent chain after a fork',
+      accepted,
+    });
     return c.json(st);
   });
   api.get('/integrity', async (c) => {

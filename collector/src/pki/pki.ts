@@ -8,8 +8,8 @@ import { randomBytes, webcrypto, X509Certificate } from 'node:crypto';
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, renameSync, writeSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
-import { SealtrailError } from '@sealtrail/errors';
 import * as x509 from '@peculiar/x509';
+import { SealtrailError } from '@sealtrail/errors';
 import { hashApiKey } from '../api/auth.js';
 
 x509.cryptoProvider.set(webcrypto as never);
@@ -60,7 +60,10 @@ export function writeFileAtomic(path: string, data: string | Buffer, mode: numbe
 
 async function pkcs8Pem(key: webcrypto.CryptoKey): Promise<string> {
   const der = Buffer.from(await webcrypto.subtle.exportKey('pkcs8', key));
-  return `-----BEGIN PRIVATE KEY-----\n${der.toString('base64').replace(/(.{64})/g, '$1\n').trimEnd()}\n-----END PRIVATE KEY-----\n`;
+  return `-----BEGIN PRIVATE KEY-----\n${der
+    .toString('base64')
+    .replace(/(.{64})/g, '$1\n')
+    .trimEnd()}\n-----END PRIVATE KEY-----\n`;
 }
 
 function serial(): string {
@@ -81,11 +84,17 @@ export async function initPki(dir: string, extraSans: string[] = [], validDays =
   const paths = pkiPaths(dir);
   for (const f of [paths.caKey, paths.serverKey, paths.apiKeys, paths.tokenSecret]) {
     if (existsSync(f)) {
-      throw new SealtrailError('ST_INIT_EXISTS', `${f} already exists; init never overwrites keys (remove ${dir} to start over)`);
+      throw new SealtrailError(
+        'ST_INIT_EXISTS',
+        `${f} already exists; init never overwrites keys (remove ${dir} to start over)`,
+      );
     }
   }
   const now = new Date(Date.now() - 60_000);
-  const caKeys = (await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
+  const caKeys = (await webcrypto.subtle.generateKey(ALG, true, [
+    'sign',
+    'verify',
+  ])) as webcrypto.CryptoKeyPair;
   const ca = await x509.X509CertificateGenerator.createSelfSigned({
     serialNumber: serial(),
     name: `CN=Sealtrail collector CA (${hostname()})`,
@@ -101,7 +110,10 @@ export async function initPki(dir: string, extraSans: string[] = [], validDays =
   });
 
   const sans = [...new Set(['localhost', '127.0.0.1', '::1', hostname(), ...extraSans])];
-  const serverKeys = (await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
+  const serverKeys = (await webcrypto.subtle.generateKey(ALG, true, [
+    'sign',
+    'verify',
+  ])) as webcrypto.CryptoKeyPair;
   const server = await x509.X509CertificateGenerator.create({
     serialNumber: serial(),
     subject: `CN=${sans.find((s) => !/^[\d.:]+$/.test(s)) ?? 'sealtrail-collector'}`,
@@ -113,10 +125,17 @@ export async function initPki(dir: string, extraSans: string[] = [], validDays =
     signingAlgorithm: ALG,
     extensions: [
       new x509.BasicConstraintsExtension(false, undefined, true),
-      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment, true),
+      new x509.KeyUsagesExtension(
+        x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment,
+        true,
+      ),
       new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
       new x509.SubjectAlternativeNameExtension(
-        sans.map((s) => (/^[\d.]+$/.test(s) || s.includes(':') ? { type: 'ip' as const, value: s } : { type: 'dns' as const, value: s })),
+        sans.map((s) =>
+          /^[\d.]+$/.test(s) || s.includes(':')
+            ? { type: 'ip' as const, value: s }
+            : { type: 'dns' as const, value: s },
+        ),
       ),
       await x509.AuthorityKeyIdentifierExtension.create(caKeys.publicKey as never),
     ],
@@ -129,7 +148,11 @@ export async function initPki(dir: string, extraSans: string[] = [], validDays =
   writeFileAtomic(paths.serverKey, await pkcs8Pem(serverKeys.privateKey), 0o600);
   // The server presents its chain (leaf, then CA) so agents can pin the CA by fingerprint.
   writeFileAtomic(paths.serverCert, `${server.toString('pem')}\n${ca.toString('pem')}\n`, 0o644);
-  writeFileAtomic(paths.apiKeys, `# sha256 of each admin API key, one per line\n${hashApiKey(apiKey)} admin\n`, 0o600);
+  writeFileAtomic(
+    paths.apiKeys,
+    `# sha256 of each admin API key, one per line\n${hashApiKey(apiKey)} admin\n`,
+    0o600,
+  );
   writeFileAtomic(paths.tokenSecret, randomBytes(32).toString('base64url'), 0o600);
   const fp = new X509Certificate(ca.toString('pem')).fingerprint256.replaceAll(':', '').toLowerCase();
   return { paths, apiKey, caFingerprint: `sha256:${fp}`, sans };

@@ -32,22 +32,37 @@ export function enrollHandler(deps: EnrollDeps) {
   let chain: Promise<unknown> = Promise.resolve();
   const enroll = async (req: EnrollRequest): Promise<EnrollResponse> => {
     const secret = deps.tokenSecret();
-    if (!secret) throw new EnrollError(grpc.status.FAILED_PRECONDITION, 'this collector has no enrollment secret; run `sealtrail-collector init`');
+    if (!secret)
+      throw new EnrollError(
+        grpc.status.FAILED_PRECONDITION,
+        'this collector has no enrollment secret; run `sealtrail-collector init`',
+      );
     const check = checkToken(secret, req.token);
     if (!check.ok) {
-      const why = { malformed: 'is malformed', bad_signature: 'was not issued by this collector', expired: 'has expired' }[check.reason];
+      const why = {
+        malformed: 'is malformed',
+        bad_signature: 'was not issued by this collector',
+        expired: 'has expired',
+      }[check.reason];
       throw new EnrollError(grpc.status.UNAUTHENTICATED, `enrollment token ${why}`);
     }
     try {
       uuidBytes(req.agentId);
     } catch {
-      throw new EnrollError(grpc.status.INVALID_ARGUMENT, `agent id ${JSON.stringify(req.agentId)} is not a UUID`);
+      throw new EnrollError(
+        grpc.status.INVALID_ARGUMENT,
+        `agent id ${JSON.stringify(req.agentId)} is not a UUID`,
+      );
     }
-    if (req.publicKey.length !== 32) throw new EnrollError(grpc.status.INVALID_ARGUMENT, 'public key must be 32 raw Ed25519 bytes');
+    if (req.publicKey.length !== 32)
+      throw new EnrollError(grpc.status.INVALID_ARGUMENT, 'public key must be 32 raw Ed25519 bytes');
     const key = Buffer.from(req.publicKey).toString('base64');
     const known = await deps.spool.getAgent(req.agentId);
     if (known && known.public_key !== key) {
-      throw new EnrollError(grpc.status.ALREADY_EXISTS, `agent ${req.agentId} is already enrolled with another key`);
+      throw new EnrollError(
+        grpc.status.ALREADY_EXISTS,
+        `agent ${req.agentId} is already enrolled with another key`,
+      );
     }
     const now = new Date().toISOString();
     const state = known ?? {
@@ -71,7 +86,10 @@ export function enrollHandler(deps: EnrollDeps) {
     deps.log.info({ agent_id: req.agentId, hostname: req.hostname }, 'agent enrolled');
     return message(EnrollResponseSchema, { agentId: req.agentId });
   };
-  return (call: grpc.ServerUnaryCall<EnrollRequest, EnrollResponse>, callback: grpc.sendUnaryData<EnrollResponse>) => {
+  return (
+    call: grpc.ServerUnaryCall<EnrollRequest, EnrollResponse>,
+    callback: grpc.sendUnaryData<EnrollResponse>,
+  ) => {
     const run = chain.then(() => enroll(call.request));
     chain = run.catch(() => undefined);
     run.then(

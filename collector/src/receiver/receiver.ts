@@ -96,15 +96,24 @@ export class Receiver {
   async start(): Promise<void> {
     const tls = this.o.tls;
     const creds = tls
-      ? grpc.ServerCredentials.createSsl(tls.clientCa ?? null, [{ cert_chain: tls.cert, private_key: tls.key }], !!tls.clientCa)
+      ? grpc.ServerCredentials.createSsl(
+          tls.clientCa ?? null,
+          [{ cert_chain: tls.cert, private_key: tls.key }],
+          !!tls.clientCa,
+        )
       : grpc.ServerCredentials.createInsecure();
     const port = await new Promise<number>((resolve, reject) =>
       this.server.bindAsync(this.o.listen, creds, (err, p) => (err ? reject(err) : resolve(p))),
     );
     this.boundAddress = `${this.o.listen.slice(0, this.o.listen.lastIndexOf(':'))}:${port}`;
     this.listening = true;
-    if (tls) this.o.log.info({ listen: this.boundAddress, mutual_tls: !!tls.clientCa }, 'gRPC listening with TLS');
-    else this.o.log.warn({ listen: this.boundAddress }, 'gRPC listening without TLS (insecure: true); agents are trusted on first use: use on loopback only');
+    if (tls)
+      this.o.log.info({ listen: this.boundAddress, mutual_tls: !!tls.clientCa }, 'gRPC listening with TLS');
+    else
+      this.o.log.warn(
+        { listen: this.boundAddress },
+        'gRPC listening without TLS (insecure: true); agents are trusted on first use: use on loopback only',
+      );
   }
 
   /** Stops taking streams, lets sessions finish what they committed, then closes. */

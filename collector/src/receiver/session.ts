@@ -217,7 +217,11 @@ export class Session {
     }
     if (known?.revoked) {
       this.deps.metrics.authFailures.inc({ reason: 'revoked' });
-      throw new SessionRefused(status.PERMISSION_DENIED, 'revoked', `agent ${hello.agentId} was revoked (${known.revoked.reason})`);
+      throw new SessionRefused(
+        status.PERMISSION_DENIED,
+        'revoked',
+        `agent ${hello.agentId} was revoked (${known.revoked.reason})`,
+      );
     }
     const msg = challengeMessage(hello.agentId, this.nonce);
     this.publicKey = publicKeyFromRaw(key);
@@ -475,7 +479,10 @@ export class Session {
       if (v.fault === 'fork') {
         // A fork stops this agent's streams until an operator decides which history stands.
         const since = new Date().toISOString();
-        this.state = { ...this.state!, blocked: { fault: v.fault, chain_id: chainId, seq: String(v.seq), since } };
+        this.state = {
+          ...this.state!,
+          blocked: { fault: v.fault, chain_id: chainId, seq: String(v.seq), since },
+        };
         await this.deps.spool.putAgent(this.state);
       }
       this.log.error(

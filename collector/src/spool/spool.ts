@@ -332,7 +332,11 @@ export class Spool extends EventEmitter<{ committed: [bigint] }> {
     if ((await this.db.get(k)) !== undefined) return false;
     await this.db.batch(
       [
-        { type: 'put', key: k, value: Buffer.from(JSON.stringify({ agent_id: state.agent_id, used: new Date().toISOString() })) },
+        {
+          type: 'put',
+          key: k,
+          value: Buffer.from(JSON.stringify({ agent_id: state.agent_id, used: new Date().toISOString() })),
+        },
         { type: 'put', key: key('a', uuidBytes(state.agent_id)), value: Buffer.from(JSON.stringify(state)) },
       ],
       { sync: true },
