@@ -2,6 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { ConfigError } from '@sealtrail/errors';
+import { quietKnownWarnings } from '@sealtrail/telemetry';
 import { Command, CommanderError } from 'commander';
 import { Agent } from './agent.js';
 import { loadAgentConfig } from './config.js';
@@ -143,6 +144,7 @@ function program(): Command {
 }
 
 export async function main(argv: string[]): Promise<void> {
+  quietKnownWarnings();
   try {
     await program().parseAsync(argv, { from: 'user' });
   } catch (err) {

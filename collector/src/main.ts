@@ -1,6 +1,7 @@
 /** `sealtrail-collector`: the only module that may exit the process. Exit codes: 0 ok, 1 runtime failure, 2 usage/config. */
 import { parseDuration } from '@sealtrail/config';
 import { ConfigError } from '@sealtrail/errors';
+import { quietKnownWarnings } from '@sealtrail/telemetry';
 import { Command, CommanderError } from 'commander';
 import { Collector } from './collector.js';
 import { loadCollectorConfig, pkiDir } from './config.js';
@@ -193,6 +194,7 @@ async function api(opts: ApiOpts, method: string, path: string, body?: unknown):
 }
 
 export async function main(argv: string[]): Promise<void> {
+  quietKnownWarnings();
   try {
     await program().parseAsync(argv, { from: 'user' });
   } catch (err) {
