@@ -40,6 +40,8 @@ export interface ShipperOptions {
   onChallenge?: (nonce: Buffer) => void;
 }
 
+const MIN_BATCH_BYTES = 64 * 1024;
+
 const after = (a: Position, b: Position) => a.chain > b.chain || (a.chain === b.chain && a.seq > b.seq);
 
 type Stream = grpc.ClientDuplexStream<ReturnType<typeof message<typeof StreamRequestSchema>>, StreamResponse>;
@@ -57,11 +59,14 @@ export class Shipper {
   private current: Stream | null = null;
   private streaming = false;
   lastAckAt: Date | null = null;
+  /** Current batch byte cap: the configured one, halved each time the collector finds a message too large. */
+  private batchBytes: number;
   /** Why the collector last refused a stream (shown by readiness and status). */
   lastRefusal: string | null = null;
   private readonly m;
 
   constructor(private readonly o: ShipperOptions) {
+    this.batchBytes = o.batchMaxBytes;
     this.client = createClient(Ingest, o.address, o.credentials, {
       ...o.channelOptions,
       'grpc.keepalive_time_ms': 10_000,
@@ -170,7 +175,7 @@ export class Shipper {
       pumping = true;
       try {
         while (!ended && inflight.length < this.o.maxInflightBatches) {
-          const records = await journal.read(lastSent, this.o.batchMaxRecords, this.o.batchMaxBytes);
+          const records = await journal.read(lastSent, this.o.batchMaxRecords, this.batchBytes);
           if (ended) return;
           if (records.length === 0) {
             await new Promise<void>((r) => {
@@ -335,6 +340,14 @@ export class Shipper {
       call.on('error', (err) => finish(err));
       call.on('end', () => finish(new Error('collector closed the stream')));
       call.on('status', (s) => {
+        if (s.code === grpc.status.RESOURCE_EXHAUSTED && this.batchBytes > MIN_BATCH_BYTES) {
+          // The collector takes smaller messages than we send: halve the batch and say so.
+          this.batchBytes = Math.max(MIN_BATCH_BYTES, Math.floor(this.batchBytes / 2));
+          log.error(
+            { batch_max_bytes: this.batchBytes, details: s.details },
+            'collector refused a message as too large; sending smaller batches (lower collector.batch_max_bytes or raise grpc.max_message_bytes on the collector)',
+          );
+        }
         if (s.code !== grpc.status.OK) finish(new Error(`${grpc.status[s.code]}: ${s.details}`));
       });
     });
