@@ -52,6 +52,10 @@ export class Collector {
 
   async start(): Promise<void> {
     const cfg = this.config;
+    // TLS problems (a missing certificate) are config errors: fail before opening the spool or
+    // starting exporters, so nothing is left running or locked.
+    const pki = pkiPaths(pkiDir(cfg));
+    const tls = cfg.grpc.insecure ? null : loadTls(cfg, pki);
     this.spool = new Spool(join(cfg.collector.data_dir, 'spool'), cfg.collector.dedupe_window);
     await this.spool.open();
     const spool = this.spool;
@@ -68,11 +72,10 @@ export class Collector {
       exporterTypes[e.type].create({ ...settings, log: this.log.child({ exporter: e.name }) }, e),
     );
     for (const e of this.exporters) await e.start();
-    const pki = pkiPaths(pkiDir(cfg));
     const tokenSecret = () => (existsSync(pki.tokenSecret) ? readTokenSecret(pki.tokenSecret) : null);
     this.receiver = new Receiver({
       listen: cfg.grpc.listen,
-      tls: cfg.grpc.insecure ? null : loadTls(cfg, pki),
+      tls,
       tokenSecret,
       spool,
       log: this.log.child({ component: 'receiver' }),

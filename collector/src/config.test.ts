@@ -1,7 +1,13 @@
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { connect } from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { ConfigError } from '@sealtrail/errors';
 import { describe, expect, it } from 'vitest';
-import { loadCollectorConfig, parseCollectorConfig } from './config.js';
+import { Collector } from './collector.js';
+import { loadCollectorConfig, parseCollectorConfig, pkiDir } from './config.js';
+import { initPki } from './pki/pki.js';
 
 const MINIMAL = fileURLToPath(new URL('../../config/collector.yaml', import.meta.url));
 
@@ -21,8 +27,10 @@ describe('collector config', () => {
   it('parses the design’s minimal collector.yaml with defaults filled in', () => {
     expect(loadCollectorConfig(MINIMAL)).toEqual({
       collector: { data_dir: '.sealtrail/collector', log_level: 'info', dedupe_window: 7 * 86_400_000 },
-      grpc: { listen: '127.0.0.1:7701', insecure: true, max_message_bytes: 16 * 1024 * 1024 },
+      grpc: { listen: '127.0.0.1:7701', insecure: true, tls: {}, max_message_bytes: 16 * 1024 * 1024 },
       http: { listen: '127.0.0.1:7700' },
+      pki: {},
+      enrollment: { token_ttl: 86_400_000 },
       exporters: [
         { type: 'file', name: 'archive', path: '.sealtrail/export/events.jsonl', batch_max_records: 1000 },
       ],
@@ -38,9 +46,21 @@ describe('collector config', () => {
   });
 
   it('parses units in sizes and durations', () => {
-    const cfg = parseCollectorConfig(`${BASE}  max_message_bytes: 4MiB\ncollector:\n  dedupe_window: 1d\n`);
+    const cfg = parseCollectorConfig(
+      `${BASE}  max_message_bytes: 4MiB\ncollector:\n  dedupe_window: 1d\nenrollment:\n  token_ttl: 1h\n`,
+    );
     expect(cfg.grpc.max_message_bytes).toBe(4 * 1024 * 1024);
     expect(cfg.collector.dedupe_window).toBe(86_400_000);
+    expect(cfg.enrollment.token_ttl).toBe(3_600_000);
+  });
+
+  it('puts the PKI under <data_dir>/pki unless pki.dir says otherwise', () => {
+    expect(pkiDir(parseCollectorConfig('collector:\n  data_dir: /srv/st\n'))).toBe('/srv/st/pki');
+    expect(pkiDir(parseCollectorConfig('collector:\n  data_dir: /srv/st\npki:\n  dir: /etc/st/pki\n'))).toBe(
+      '/etc/st/pki',
+    );
+    expect(problems('pki:\n  path: x\n')).toMatch(/^ {2}pki: unknown key "path"$/m);
+    expect(problems('grpc:\n  tls:\n    ca_file: x\n')).toMatch(/^ {2}grpc\.tls: unknown key "ca_file"$/m);
   });
 
   it('names the path of an unknown key', () => {
@@ -78,8 +98,82 @@ describe('collector config', () => {
     ).toMatch(/exporters\[1\] \(name: archive\)\.name: duplicate exporter name "archive"/);
   });
 
-  it('refuses insecure: false (and a missing insecure) naming grpc.insecure', () => {
-    expect(problems('grpc:\n  insecure: false\n')).toMatch(/grpc\.insecure: TLS .* set insecure: true/);
-    expect(problems('collector:\n  data_dir: x\n')).toMatch(/grpc\.insecure: /);
+  it('defaults to TLS: insecure: false (or none) parses, with the TLS files left to the PKI', () => {
+    for (const text of ['grpc:\n  insecure: false\n', 'collector:\n  data_dir: x\n']) {
+      const cfg = parseCollectorConfig(text);
+      expect(cfg.grpc.insecure, text).toBe(false);
+      expect(cfg.grpc.tls, text).toEqual({});
+    }
+    const cfg = parseCollectorConfig(
+      'grpc:\n  tls:\n    cert_file: /etc/st/server.crt\n    key_file: /etc/st/server.key\n    client_ca_file: /etc/st/clients.crt\n',
+    );
+    expect(cfg.grpc.tls).toEqual({
+      cert_file: '/etc/st/server.crt',
+      key_file: '/etc/st/server.key',
+      client_ca_file: '/etc/st/clients.crt',
+    });
+  });
+
+  it('with insecure: false, starting needs the TLS files: a config error naming them, then TLS once init made them', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sealtrail-collector-tls-'));
+    const yaml = (extra = '') =>
+      `collector:\n  data_dir: ${dir}/data\n  log_level: fatal\ngrpc:\n  listen: 127.0.0.1:0\n  insecure: false\n${extra}http:\n  listen: 127.0.0.1:0\n`;
+    try {
+      const cfg = parseCollectorConfig(yaml());
+      const pki = pkiDir(cfg);
+      const refused = new Collector(cfg);
+      const err = await refused.start().catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(ConfigError);
+      expect((err as ConfigError).message).toBe(
+        `grpc.tls: cannot read the server certificate ${pki}/server.crt; run \`sealtrail-collector init --config FILE\` or set grpc.insecure: true for loopback development`,
+      );
+      await refused.stop();
+      // Nothing was opened or started before the refusal.
+      expect(existsSync(join(dir, 'data/spool'))).toBe(false);
+
+      // Files named in grpc.tls are the ones needed.
+      const named = new Collector(
+        parseCollectorConfig(yaml(`  tls:\n    cert_file: ${dir}/mine.crt\n    key_file: ${dir}/mine.key\n`)),
+      );
+      await expect(named.start()).rejects.toThrow(`cannot read the server certificate ${dir}/mine.crt`);
+      await named.stop();
+
+      const init = await initPki(pki);
+      const mtls = new Collector(
+        parseCollectorConfig(yaml(`  tls:\n    client_ca_file: ${dir}/clients.crt\n`)),
+      );
+      await expect(mtls.start()).rejects.toThrow(`grpc.tls: cannot read the client CA ${dir}/clients.crt`);
+      await mtls.stop();
+
+      // With what `init` wrote, the collector serves gRPC over TLS.
+      const collector = new Collector(cfg);
+      await collector.start();
+      try {
+        expect(collector.grpcAddress).toMatch(/^127\.0\.0\.1:\d+$/);
+        const ready = await fetch(`http://${collector.httpAddress}/readyz`);
+        expect(ready.status).toBe(200);
+        const [host, port] = collector.grpcAddress.split(':');
+        // A TLS handshake that verifies the server against the CA `init` made, speaking h2.
+        const peer = await new Promise<string>((resolve, reject) => {
+          const sock = connect({
+            host,
+            port: Number(port),
+            ca: [readFileSync(init.paths.caCert)],
+            servername: 'localhost',
+            ALPNProtocols: ['h2'],
+          });
+          sock.once('secureConnect', () => {
+            resolve(sock.alpnProtocol || '');
+            sock.end();
+          });
+          sock.once('error', reject);
+        });
+        expect(peer).toBe('h2');
+      } finally {
+        await collector.stop();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -38,14 +38,28 @@ export async function allocatePorts(): Promise<Ports> {
   return { grpc: await freePort(), collectorHttp: await freePort(), agentHttp: await freePort() };
 }
 
+export interface ConfigOptions {
+  /**
+   * TLS (the default of both binaries): the collector uses the PKI `sealtrail-collector init`
+   * wrote to `pkiDir`, the agent the CA `sealtrail-agent enroll` stored in its data dir.
+   * Without it, both run plaintext (`insecure: true`) and agents are trusted on first use.
+   */
+  tls?: { pkiDir: string };
+  /** The name the agent dials the collector by (default 127.0.0.1); the server certificate has `localhost` too. */
+  collectorHost?: string;
+}
+
 export function writeConfigs(
   dir: string,
   ports: Ports,
   agentExtra = '',
-): { agent: string; collector: string; exportPath: string } {
+  opts: ConfigOptions = {},
+): { agent: string; collector: string; exportPath: string; agentDataDir: string } {
   const exportPath = join(dir, 'export/events.jsonl');
   const collector = join(dir, 'collector.yaml');
   const agent = join(dir, 'agent.yaml');
+  const agentDataDir = join(dir, 'agent');
+  const insecure = opts.tls ? '' : '  insecure: true\n';
   writeFileSync(
     collector,
     `collector:
@@ -53,8 +67,7 @@ export function writeConfigs(
   log_level: warn
 grpc:
   listen: 127.0.0.1:${ports.grpc}
-  insecure: true
-http:
+${insecure}${opts.tls ? `pki:\n  dir: ${opts.tls.pkiDir}\n` : ''}http:
   listen: 127.0.0.1:${ports.collectorHttp}
 exporters:
   - type: file
@@ -65,12 +78,11 @@ exporters:
   writeFileSync(
     agent,
     `agent:
-  data_dir: ${join(dir, 'agent')}
+  data_dir: ${agentDataDir}
   log_level: warn
 collector:
-  address: 127.0.0.1:${ports.grpc}
-  insecure: true
-  reconnect_initial: 50ms
+  address: ${opts.collectorHost ?? '127.0.0.1'}:${ports.grpc}
+${insecure}  reconnect_initial: 50ms
   reconnect_max: 500ms
 http:
   listen: 127.0.0.1:${ports.agentHttp}
@@ -79,7 +91,7 @@ sources:
     name: apps
 ${agentExtra}`,
   );
-  return { agent, collector, exportPath };
+  return { agent, collector, exportPath, agentDataDir };
 }
 
 /** A binary running as a child process, restartable after a kill. */

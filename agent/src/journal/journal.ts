@@ -680,7 +680,11 @@ export class Journal extends EventEmitter<{ appended: [Head]; acked: [Position];
     await this.db.batch(ops, { sync: true });
   }
 
-  /** Verifies the kept records from the acked position to the head; the first fault, or null. */
+  /**
+   * Verifies the kept records from the acked position to the head; the first fault, or null.
+   * `onProgress` is called with the number of records verified so far, and last with the
+   * number that verified before the fault (or all of them).
+   */
   async verifyTail(
     onProgress?: (records: number) => void,
   ): Promise<{ position: Position; fault: string; detail: string; lastGood: Head | null } | null> {
@@ -689,10 +693,11 @@ export class Journal extends EventEmitter<{ appended: [Head]; acked: [Position];
     let lastGood: Head | null = this.ackedPos;
     let n = 0;
     for await (const r of this.records()) {
-      if (++n % 10_000 === 0) onProgress?.(n);
+      if (n > 0 && n % 10_000 === 0) onProgress?.(n);
       if (r.chain !== chain) {
         const meta = this.chains.get(r.chain);
         if (!meta) {
+          onProgress?.(n);
           return {
             position: r,
             fault: 'unknown_chain',
@@ -702,6 +707,7 @@ export class Journal extends EventEmitter<{ appended: [Head]; acked: [Position];
         }
         const after = this.ackedPos && this.ackedPos.chain === r.chain ? this.ackedPos : null;
         if (!after && r.seq !== 0n) {
+          onProgress?.(n);
           return {
             position: r,
             fault: 'seq_gap',
@@ -713,14 +719,17 @@ export class Journal extends EventEmitter<{ appended: [Head]; acked: [Position];
         chain = r.chain;
       }
       const step = verifier!.push(r);
-      if (!step.ok)
+      if (!step.ok) {
+        onProgress?.(n);
         return {
           position: { chain: r.chain, seq: step.seq },
           fault: step.fault,
           detail: step.detail,
           lastGood,
         };
+      }
       lastGood = { chain: r.chain, seq: r.seq, hash: Buffer.from(r.recordHash) };
+      n++;
     }
     onProgress?.(n);
     const h = this.headPos;

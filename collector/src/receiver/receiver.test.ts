@@ -1,240 +1,17 @@
-import { generateKeyPairSync, type KeyObject, randomBytes, randomUUID, sign } from 'node:crypto';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { RecordHasher, uuidBytes, ZERO_HASH } from '@sealtrail/chain';
-import { type AuditEvent, canonicalBytes, newEventId } from '@sealtrail/event';
-import {
-  createClient,
-  Ingest,
-  message,
-  type ServiceClient,
-  StreamRequestSchema,
-  type StreamResponse,
-} from '@sealtrail/proto';
+import { createClient, Ingest, type ServiceClient } from '@sealtrail/proto';
 import { createLogger, Registry } from '@sealtrail/telemetry';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { Spool } from '../spool/spool.js';
+import { isExportable, Spool } from '../spool/spool.js';
 import { Receiver } from './receiver.js';
+import { Conn, erased, FakeAgent } from './testkit/agent.js';
 
-// ---------------------------------------------------------------------------------------------
-// A scripted agent: an Ed25519 key, one chain, records built the way the agent's journal builds
-// them (record 0 is agent.chain.start; record_hash per packages/chain).
-
-interface Rec {
-  seq: bigint;
-  recordHash: Buffer;
-  eventBytes: Buffer;
-  event: AuditEvent;
-}
-
-class FakeAgent {
-  readonly agentId: string;
-  readonly chainId = randomUUID();
-  readonly privateKey: KeyObject;
-  readonly publicKey: Buffer;
-  readonly hasher: RecordHasher;
-  readonly records: Rec[] = [];
-
-  constructor(opts: { agentId?: string } = {}) {
-    this.agentId = opts.agentId ?? randomUUID();
-    const { privateKey, publicKey } = generateKeyPairSync('ed25519');
-    this.privateKey = privateKey;
-    this.publicKey = Buffer.from(publicKey.export({ format: 'jwk' }).x!, 'base64url');
-    this.hasher = new RecordHasher({ agentId: this.agentId, chainId: this.chainId });
-  }
-
-  get host(): AuditEvent['host'] {
-    return { id: this.agentId, name: 'host-under-test', os: 'linux' };
-  }
-
-  chainStart(): AuditEvent {
-    const now = new Date().toISOString();
-    return {
-      id: newEventId(),
-      time: now,
-      observed_time: now,
-      category: 'agent',
-      type: 'agent.chain.start',
-      severity: 'info',
-      outcome: 'success',
-      action: 'start',
-      host: this.host,
-      source: { kind: 'agent', name: 'agent' },
-      attributes: {
-        chain_id: this.chainId,
-        public_key: this.publicKey.toString('base64'),
-        previous: null,
-        reason: 'first_start',
-      },
-    };
-  }
-
-  event(n: number, fields: Partial<AuditEvent> = {}): AuditEvent {
-    const now = new Date().toISOString();
-    return {
-      id: newEventId(),
-      time: now,
-      observed_time: now,
-      category: 'authentication',
-      type: 'auth.login.failure',
-      severity: 'medium',
-      outcome: 'failure',
-      action: 'login',
-      actor: { user: `user${n}` },
-      host: this.host,
-      source: { kind: 'http_ingest', name: 'apps' },
-      ...fields,
-    };
-  }
-
-  /** A record at `seq` chaining to `prev` (not appended to this agent's chain). */
-  seal(seq: bigint, prev: Buffer, event: AuditEvent): Rec {
-    const eventBytes = canonicalBytes(event);
-    return { seq, recordHash: this.hasher.seal(seq, prev, eventBytes), eventBytes, event };
-  }
-
-  /** Appends events to the chain (record 0 first, if the chain is empty). */
-  append(...events: AuditEvent[]): Rec[] {
-    const out: Rec[] = [];
-    for (const ev of events) {
-      const last = this.records.at(-1);
-      const r = this.seal(last ? last.seq + 1n : 0n, last ? last.recordHash : ZERO_HASH, ev);
-      this.records.push(r);
-      out.push(r);
-    }
-    return out;
-  }
-
-  /** record 0 and `n` events. */
-  grow(n: number): Rec[] {
-    const events = Array.from({ length: n }, (_, i) => this.event(this.records.length + i));
-    return this.append(...(this.records.length === 0 ? [this.chainStart(), ...events] : events));
-  }
-
-  signChallenge(nonce: Uint8Array, key = this.privateKey): Buffer {
-    // "sealtrail/v1/challenge" || 0x00 || agent_id(16) || nonce  (proto Hello/ChallengeResponse)
-    const msg = Buffer.concat([Buffer.from('sealtrail/v1/challenge\0'), uuidBytes(this.agentId), nonce]);
-    return sign(null, msg, key);
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
-// A test-side stream: every response queued, the final status captured.
-
-type Body<C extends StreamResponse['body']['case']> = Extract<StreamResponse['body'], { case: C }>['value'];
-
-class Conn {
-  private readonly call;
-  private readonly responses: StreamResponse[] = [];
-  private waiter: (() => void) | null = null;
-  readonly status: Promise<grpc.StatusObject>;
-  ended = false;
-
-  constructor(client: ServiceClient<typeof Ingest.method>) {
-    this.call = client.stream();
-    this.call.on('data', (r: StreamResponse) => {
-      this.responses.push(r);
-      this.waiter?.();
-    });
-    this.call.on('error', () => undefined); // the status promise carries it
-    this.status = new Promise((resolve) =>
-      this.call.on('status', (s: grpc.StatusObject) => {
-        this.ended = true;
-        this.waiter?.();
-        resolve(s);
-      }),
-    );
-  }
-
-  /** The next response; fails after `timeoutMs` or when the stream ended without one. */
-  async next(timeoutMs = 5_000): Promise<StreamResponse> {
-    const deadline = Date.now() + timeoutMs;
-    while (this.responses.length === 0) {
-      if (this.ended) throw new Error('stream ended without a further response');
-      if (Date.now() > deadline) throw new Error('timed out waiting for a response');
-      await new Promise<void>((resolve) => {
-        this.waiter = resolve;
-        setTimeout(resolve, 50);
-      });
-      this.waiter = null;
-    }
-    return this.responses.shift()!;
-  }
-
-  async expect<C extends StreamResponse['body']['case']>(kind: C): Promise<Body<C>> {
-    const r = await this.next();
-    expect(
-      r.body.case,
-      JSON.stringify(r.body, (_, v) => (typeof v === 'bigint' ? String(v) : v)),
-    ).toBe(kind);
-    return r.body.value as Body<C>;
-  }
-
-  /** Every response still queued once the stream is over. */
-  async rest(): Promise<StreamResponse[]> {
-    await this.status;
-    return this.responses.splice(0);
-  }
-
-  hello(agent: FakeAgent, publicKey = agent.publicKey): void {
-    const head = agent.records.at(-1);
-    this.call.write(
-      message(StreamRequestSchema, {
-        body: {
-          case: 'hello',
-          value: {
-            agentId: agent.agentId,
-            agentVersion: '0.0.0-test',
-            hostname: 'host-under-test',
-            publicKey,
-            ...(head ? { head: { chainId: agent.chainId, seq: head.seq, recordHash: head.recordHash } } : {}),
-          },
-        },
-      }),
-    );
-  }
-
-  respond(signature: Uint8Array): void {
-    this.call.write(
-      message(StreamRequestSchema, { body: { case: 'challengeResponse', value: { signature } } }),
-    );
-  }
-
-  batch(chainId: string, records: Pick<Rec, 'seq' | 'recordHash' | 'eventBytes'>[]): void {
-    this.call.write(
-      message(StreamRequestSchema, {
-        body: {
-          case: 'batch',
-          value: {
-            chainId,
-            records: records.map((r) => ({ seq: r.seq, recordHash: r.recordHash, eventBytes: r.eventBytes })),
-          },
-        },
-      }),
-    );
-  }
-
-  /** hello → challenge → signed response → resume. */
-  async handshake(agent: FakeAgent): Promise<Body<'resume'>> {
-    this.hello(agent);
-    const { nonce } = await this.expect('challenge');
-    expect(nonce.length).toBe(32);
-    this.respond(agent.signChallenge(nonce));
-    return this.expect('resume');
-  }
-
-  /** Closes our half and waits for the collector to end the stream. */
-  async close(): Promise<grpc.StatusObject> {
-    this.call.end();
-    return this.status;
-  }
-
-  cancel(): void {
-    this.call.cancel();
-  }
-}
+// A scripted agent and a test-side stream (testkit/agent.ts): records built the way the agent's
+// journal builds them (record 0 is agent.chain.start; record_hash per packages/chain).
 
 // ---------------------------------------------------------------------------------------------
 
@@ -288,8 +65,11 @@ beforeEach(async () => {
   spool = new Spool(join(dir, 'spool'));
   await spool.open();
   registry = new Registry();
+  // Plaintext on loopback: unknown agents are trusted on first use (TLS and enrollment: transport.test.ts).
   receiver = new Receiver({
     listen: '127.0.0.1:0',
+    tls: null,
+    tokenSecret: () => null,
     spool,
     log: createLogger('test', 'silent'),
     registry,
@@ -493,6 +273,17 @@ describe('Receiver', () => {
     expect(stored).toHaveLength(5);
     expect(stored[3]!.recordHash.equals(agent.records[3]!.recordHash)).toBe(true);
     expect(await metric('sealtrail_receiver_integrity_violations_total', { fault: 'fork' })).toBe(1);
+    // A fork blocks the agent until an operator accepts a chain (accept-chain: transport.test.ts).
+    expect((await spool.getAgent(agent.agentId))!.blocked).toMatchObject({
+      fault: 'fork',
+      chain_id: agent.chainId,
+      seq: '3',
+    });
+    const again = connect();
+    again.hello(agent);
+    again.respond(agent.signChallenge((await again.expect('challenge')).nonce));
+    expect((await again.expect('refusal')).code).toBe('chain_blocked');
+    expect((await again.status).code).toBe(grpc.status.FAILED_PRECONDITION);
   });
 
   it('refuses a bad challenge signature with UNAUTHENTICATED and registers nothing', async () => {
@@ -588,6 +379,60 @@ describe('Receiver', () => {
     const state = await spool.getAgent(agent.agentId);
     expect(state).toMatchObject({ seq: '5', records: 6, duplicates: 2 });
     expect(await metric('sealtrail_receiver_duplicate_event_ids_total')).toBe(2);
+    expect(await violations()).toEqual([]);
+  });
+
+  it('accepts records whose payload the agent dropped (event hash sent instead), stored as erased', async () => {
+    const agent = new FakeAgent();
+    const c = await established(agent, 1);
+    const [r2, r3, r4] = agent.grow(3);
+    // The agent's journal was full (on_full: drop_oldest): 2 and 3 travel as their event hashes.
+    c.batch(agent.chainId, [erased(r2!), erased(r3!), r4!]);
+    expect((await c.expect('ack')).throughSeq).toBe(4n);
+    const stored = await storedRecords();
+    expect(stored.map((r) => [r.seq, r.erased])).toEqual([
+      [0n, false],
+      [1n, false],
+      [2n, true],
+      [3n, true],
+      [4n, false],
+    ]);
+    expect(stored[2]!.eventBytes.equals(erased(r2!).eventHash!)).toBe(true);
+    expect(stored.map(isExportable)).toEqual([true, true, false, false, true]);
+    expect(await spool.getAgent(agent.agentId)).toMatchObject({ seq: '4', hash: hex(r4!.recordHash) });
+    expect(await violations()).toEqual([]);
+
+    // An erased record must still chain: a wrong event hash is refused like changed bytes.
+    const [r5] = agent.grow(1);
+    c.batch(agent.chainId, [{ ...erased(r5!), eventHash: randomBytes(32) }]);
+    expect((await c.expect('refusal')).code).toBe('record_hash_mismatch');
+    expect((await storedRecords()).map((r) => r.seq)).toEqual([0n, 1n, 2n, 3n, 4n]);
+  });
+
+  it('refuses an erased record 0 and a record with neither payload nor event hash', async () => {
+    const agent = new FakeAgent();
+    const c = connect();
+    await c.handshake(agent);
+    const [r0] = agent.grow(0);
+    c.batch(agent.chainId, [erased(r0!)]);
+    expect((await c.expect('refusal')).code).toBe('bad_chain_start');
+    expect(await storedRecords()).toEqual([]);
+
+    const other = new FakeAgent();
+    const c2 = await established(other, 1);
+    const [r2] = other.grow(1);
+    c2.batch(other.chainId, [{ seq: r2!.seq, recordHash: r2!.recordHash, eventHash: Buffer.alloc(5) }]);
+    expect((await c2.expect('refusal')).code).toBe('missing_payload');
+    expect((await c2.status).code).toBe(grpc.status.FAILED_PRECONDITION);
+  });
+
+  it('verifies a signed agent.checkpoint in the chain and counts it', async () => {
+    const agent = new FakeAgent();
+    const c = await established(agent, 3);
+    const [cp] = agent.append(agent.checkpoint({ nonce: randomBytes(32) }));
+    c.batch(agent.chainId, [cp!, ...agent.grow(1)]);
+    expect((await c.expect('ack')).throughSeq).toBe(5n);
+    expect(await metric('sealtrail_receiver_checkpoints_verified_total')).toBe(1);
     expect(await violations()).toEqual([]);
   });
 
