@@ -28,6 +28,8 @@ export interface ReceiverOptions {
 export class Receiver {
   private readonly server: grpc.Server;
   private readonly sessions = new Map<string, Session>();
+  /** Operator changes in progress, per agent. */
+  private readonly changing = new Map<string, Promise<void>>();
   private readonly all = new Set<Session>();
   private listening = false;
   boundAddress = '';
@@ -69,6 +71,8 @@ export class Receiver {
       old.cancel('a newer stream of this agent took over');
       await old.drained().catch(() => undefined);
     }
+    // An operator's change in progress (revoke, accept-chain) lands before this stream reads the state.
+    await this.changing.get(agentId);
     return this.o.spool.getAgent(agentId);
   }
 
@@ -77,16 +81,29 @@ export class Receiver {
    * stopped and drained first, so no commit in flight overwrites the change.
    */
   async updateAgent(agentId: string, change: (s: AgentState) => void): Promise<AgentState | undefined> {
-    const live = this.sessions.get(agentId);
-    if (live) {
-      live.cancel('an operator changed this agent');
-      await live.drained().catch(() => undefined);
+    const run = (async () => {
+      await this.changing.get(agentId);
+      const live = this.sessions.get(agentId);
+      if (live) {
+        live.cancel('an operator changed this agent');
+        await live.drained().catch(() => undefined);
+      }
+      const state = await this.o.spool.getAgent(agentId);
+      if (!state) return undefined;
+      change(state);
+      await this.o.spool.putAgent(state);
+      return state;
+    })();
+    const settled = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.changing.set(agentId, settled);
+    try {
+      return await run;
+    } finally {
+      if (this.changing.get(agentId) === settled) this.changing.delete(agentId);
     }
-    const state = await this.o.spool.getAgent(agentId);
-    if (!state) return undefined;
-    change(state);
-    await this.o.spool.putAgent(state);
-    return state;
   }
 
   get isListening(): boolean {

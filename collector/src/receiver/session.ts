@@ -245,6 +245,21 @@ export class Session {
     this.agentId = hello.agentId;
     const now = new Date().toISOString();
     const current = await this.deps.claim(hello.agentId, this);
+    // Checked again on the state this stream will use: an operator may have acted meanwhile.
+    if (current?.revoked) {
+      throw new SessionRefused(
+        status.PERMISSION_DENIED,
+        'revoked',
+        `agent ${hello.agentId} was revoked (${current.revoked.reason})`,
+      );
+    }
+    if (current?.blocked) {
+      throw new SessionRefused(
+        status.FAILED_PRECONDITION,
+        'chain_blocked',
+        `agent's chain ${current.blocked.chain_id} is blocked after a ${current.blocked.fault}; run \`sealtrail-collector agent accept-chain ${hello.agentId}\``,
+      );
+    }
     this.state = current ?? {
       agent_id: hello.agentId,
       public_key: key.toString('base64'),
