@@ -9,6 +9,8 @@ import { fileExporterConfigSchema } from './file/config.js';
 import { fileExporter } from './file/exporter.js';
 import { splunkHecExporterConfigSchema } from './splunk_hec/config.js';
 import { splunkHecExporter } from './splunk_hec/exporter.js';
+import { syslogExporterConfigSchema } from './syslog/config.js';
+import { syslogExporter } from './syslog/exporter.js';
 import { webhookExporterConfigSchema } from './webhook/config.js';
 import { webhookExporter } from './webhook/exporter.js';
 
@@ -18,6 +20,7 @@ export const exporterConfigSchema = z.discriminatedUnion('type', [
   elasticsearchExporterConfigSchema,
   datadogExporterConfigSchema,
   webhookExporterConfigSchema,
+  syslogExporterConfigSchema,
 ]);
 export type ExporterConfig = z.output<typeof exporterConfigSchema>;
 
@@ -29,6 +32,7 @@ const factories: Factories = {
   elasticsearch: elasticsearchExporter,
   datadog: datadogExporter,
   webhook: webhookExporter,
+  syslog: syslogExporter,
 };
 
 /** By type; each factory is checked above against its own config, so a config of that type may be passed. */
