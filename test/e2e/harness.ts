@@ -42,6 +42,8 @@ export function writeConfigs(
   dir: string,
   ports: Ports,
   agentExtra = '',
+  /** More YAML list items under `exporters:` (indented two spaces). */
+  collectorExporters = '',
 ): { agent: string; collector: string; exportPath: string } {
   const exportPath = join(dir, 'export/events.jsonl');
   const collector = join(dir, 'collector.yaml');
@@ -60,7 +62,7 @@ exporters:
   - type: file
     name: archive
     path: ${exportPath}
-`,
+${collectorExporters}`,
   );
   writeFileSync(
     agent,
