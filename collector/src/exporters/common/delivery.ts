@@ -25,7 +25,7 @@ import { rateLimited } from '@sealtrail/telemetry';
 import type { DeadLetter, StoredDeadLetter } from '../../spool/spool.js';
 import type { Exporter, ExporterSettings } from '../exporter.js';
 import { backoffDelay, sleep } from './backoff.js';
-import { Batcher, deadLetter, type Encoded, type Encoder } from './batcher.js';
+import { type Batch, Batcher, deadLetter, type Encoded, type Encoder } from './batcher.js';
 import type { CommonExporterConfig } from './config.js';
 import { type BoundExporterMetrics, exporterMetrics } from './metrics.js';
 import { compileFilter, toExportRecord } from './record.js';
@@ -132,10 +132,15 @@ class DeliveryLoop<T> implements Exporter {
     } catch (err) {
       if (!signal.aborted) settings.log.error({ err }, 'replaying dead letters failed; they stay queued');
     }
+    // The next batch is read and encoded while the current one is in flight.
+    let prefetch: Promise<Batch<T> | null> | null = null;
     while (!signal.aborted) {
       try {
-        const batch = await this.batcher.next(this.offset, signal);
+        const batch = await (prefetch ?? this.batcher.next(this.offset, signal));
+        prefetch = null;
         if (!batch || signal.aborted) continue;
+        prefetch = this.batcher.next(batch.lastOffset, signal);
+        prefetch.catch(() => undefined);
         this.metrics.filtered(batch.skipped);
         const dead = [...batch.rejected];
         if (batch.items.length > 0) dead.push(...(await this.deliver(batch.items)));
@@ -148,6 +153,7 @@ class DeliveryLoop<T> implements Exporter {
         this.offset = batch.lastOffset;
         this.noteDead(dead);
       } catch (err) {
+        prefetch = null; // read again from the cursor
         if (signal.aborted) break;
         this.logError('loop', { err }, 'export loop failed; retrying in 1 s');
         await sleep(1000, signal).catch(() => undefined);

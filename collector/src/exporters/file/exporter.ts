@@ -22,7 +22,7 @@ import { createGzip } from 'node:zlib';
 import { SealtrailError } from '@sealtrail/errors';
 import { rateLimited } from '@sealtrail/telemetry';
 import { backoffDelay, sleep } from '../common/backoff.js';
-import { Batcher } from '../common/batcher.js';
+import { type Batch, Batcher } from '../common/batcher.js';
 import { cursorName } from '../common/delivery.js';
 import { type BoundExporterMetrics, exporterMetrics } from '../common/metrics.js';
 import { compileFilter } from '../common/record.js';
@@ -272,11 +272,16 @@ class FileExporter implements Exporter {
     const signal = this.abort.signal;
     const backoff = { initialMs: this.c.retry_initial_backoff, maxMs: this.c.retry_max_backoff };
     let attempt = 0;
+    // The next batch is read and encoded while this one is written and synced.
+    let prefetch: Promise<Batch<Buffer> | null> | null = null;
     while (!signal.aborted) {
       try {
         if (this.dueForRotation()) await this.rotate();
-        const batch = await this.batcher.next(this.offset, signal);
+        const batch = await (prefetch ?? this.batcher.next(this.offset, signal));
+        prefetch = null;
         if (!batch || signal.aborted) continue;
+        prefetch = this.batcher.next(batch.lastOffset, signal);
+        prefetch.catch(() => undefined);
         const data = Buffer.concat(batch.items.map((i) => i.payload));
         if (data.length > 0) {
           const t0 = performance.now();
@@ -301,6 +306,7 @@ class FileExporter implements Exporter {
         this.metrics.filtered(batch.skipped);
         this.metrics.deadLettered(batch.rejected.length);
       } catch (err) {
+        prefetch = null;
         if (signal.aborted) break;
         this.metrics.failed(1);
         const wait = backoffDelay(backoff, attempt++, (err as SealtrailError).retryAfterMs);
