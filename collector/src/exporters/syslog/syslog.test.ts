@@ -398,6 +398,10 @@ describe.skipIf(!RSYSLOGD && !IN_CI)('syslog exporter against a real rsyslog', (
       },
       30_000,
     );
-    expect(await metric(s.registry, 'sealtrail_exporter_lag_records', { exporter: 'siem' })).toBe(0);
+    await waitUntil(
+      'no lag',
+      async () => (await metric(s.registry, 'sealtrail_exporter_lag_records', { exporter: 'siem' })) === 0,
+    );
+    expect(await ts.cursor('syslog:siem')).toBe('39');
   });
 });
