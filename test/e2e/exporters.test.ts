@@ -160,7 +160,7 @@ describe('agent → collector → file + elasticsearch + splunk_hec, Splunk down
       const metrics = await (await fetch(`http://127.0.0.1:${ports.collectorHttp}/metrics`)).text();
       const lag = /sealtrail_exporter_lag_records\{[^}]*exporter="splunk"[^}]*\} (\d+)/.exec(metrics);
       expect(Number(lag?.[1])).toBeGreaterThanOrEqual(TOTAL);
-      expect(metrics).toMatch(/sealtrail_exporter_events_retried_total\{[^}]*exporter="splunk"/);
+      expect(metrics).toMatch(/sealtrail_exporter_events_failed_total\{[^}]*exporter="splunk"[^}]*\} [1-9]/);
 
       splunkDown = false;
       await waitFor('splunk caught up', () => new Set(splunkIds).size >= TOTAL, 60_000);

@@ -77,6 +77,12 @@ describe('file exporter', () => {
     );
     await exporter.start();
     await waitUntil('cursor at 59', async () => (await ts.cursor(KEY)) === '59');
+    // Compression runs beside delivery; a stop would leave the newest for the next start.
+    await waitUntil('rotated files compressed and pruned', () => {
+      const r = rotated();
+      const pending = !existsSync(path) || statSync(path).size >= 4000;
+      return !pending && r.length === 3 && r.every((f) => f.endsWith('.gz'));
+    });
     await exporter.stop();
     exporter = undefined;
     const files = rotated();
@@ -95,7 +101,7 @@ describe('file exporter', () => {
     await ts.addMany(3);
     exporter = fileExporter.create(settingsFor(ts.spool), config({ rotate_interval: 300, compress: false }));
     await exporter.start();
-    await waitUntil('rotated', () => rotated().length === 1, 5000);
+    await waitUntil('rotated and reopened', () => rotated().length === 1 && existsSync(path), 5000);
     expect(lines(join(ts.dir, 'export', rotated()[0]!))).toHaveLength(3);
     expect(statSync(path).size).toBe(0);
     await new Promise((r) => setTimeout(r, 700));
