@@ -140,9 +140,17 @@ describe('splunk_hec exporter', () => {
     ts = await new TestSpool().open();
     const events = await ts.addMany(4);
     const down = mockHttp(ORIGIN, () => ({ status: 500, body: { text: 'Internal server error', code: 8 } }));
-    exporter = splunkHecExporter.create(settingsFor(ts.spool, { dispatcher: down.agent }), config());
+    const s = settingsFor(ts.spool, { dispatcher: down.agent });
+    exporter = splunkHecExporter.create(s, config());
     await exporter.start();
     await waitUntil('three attempts', () => down.seen.length >= 3);
+    expect(await metric(s.registry, 'sealtrail_exporter_lag_records', { exporter: 'splunk' })).toBe(4);
+    expect(
+      await metric(s.registry, 'sealtrail_exporter_lag_seconds', { exporter: 'splunk' }),
+    ).toBeGreaterThan(0);
+    expect(
+      await metric(s.registry, 'sealtrail_exporter_request_duration_seconds', { exporter: 'splunk' }),
+    ).toBeGreaterThanOrEqual(3);
     await exporter.stop();
     expect(await ts.cursor(KEY)).toBeUndefined();
     const up = mockHttp(ORIGIN, () => SUCCESS);
