@@ -19,8 +19,16 @@ export const agentConfigSchema = z
     collector: z
       .object({
         address: hostPort().default('127.0.0.1:7701'),
-        /** Plaintext gRPC. This build has no TLS yet, so it must be true. */
+        /** Plaintext gRPC, loopback development only. TLS otherwise. */
         insecure: z.boolean().default(false),
+        /** The collector's CA certificate. Default: <data_dir>/collector-ca.crt, written by `enroll`. */
+        ca_file: z.string().optional(),
+        /** Client certificate and key, for collectors that require mutual TLS. */
+        cert_file: z.string().optional(),
+        key_file: z.string().optional(),
+        /** The name to verify the collector's certificate against, when it differs from the address's host. */
+        server_name: z.string().optional(),
+        compression: z.enum(['none', 'gzip']).default('none'),
         batch_max_records: z.number().int().positive().default(1000),
         batch_max_bytes: byteSize().default(1024 * 1024),
         /** Batches sent but not yet acknowledged. */
@@ -39,8 +47,25 @@ export const agentConfigSchema = z
       .object({
         /** Canonical size cap per event; larger input is refused, never truncated. */
         max_event_bytes: byteSize().default(DEFAULT_MAX_EVENT_BYTES),
-        /** Unshipped records above which producers are held back (HTTP ingest answers 429). */
-        high_water_records: z.number().int().positive().default(1_000_000),
+        /** Unshipped event bytes the journal may hold. */
+        max_bytes: byteSize().default(1024 ** 3),
+        /** Unshipped records the journal may hold. */
+        max_records: z.number().int().positive().default(10_000_000),
+        /** Fraction of the bound above which HTTP ingest answers 429 (other sources keep going until full). */
+        high_water: z.number().gt(0).max(1).default(0.8),
+        /** When full: `block` holds producers back; `drop_oldest` drops the oldest unshipped payloads and seals a gap event. */
+        on_full: z.enum(['block', 'drop_oldest']).default('block'),
+        /** How long an append waits for others to share its fsync. */
+        commit_window: duration().default(2),
+      })
+      .strict()
+      .prefault({}),
+    checkpoint: z
+      .object({
+        every_events: z.number().int().positive().default(1000),
+        every_seconds: z.number().positive().default(30),
+        /** An idle agent still checkpoints this often, so silence is visible. */
+        idle_seconds: z.number().positive().default(60),
       })
       .strict()
       .prefault({}),
@@ -59,14 +84,6 @@ export const agentConfigSchema = z
       }
       seen.add(s.name);
     });
-    if (!cfg.collector.insecure) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['collector', 'insecure'],
-        message:
-          'TLS to the collector is not available in this build yet; set insecure: true (loopback only)',
-      });
-    }
   });
 
 export type AgentConfig = z.output<typeof agentConfigSchema>;

@@ -1,5 +1,8 @@
 /** Wires one running collector: spool → receiver → exporters, plus its HTTP listener. */
+
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { ConfigError } from '@sealtrail/errors';
 import {
   createLogger,
   createRegistry,
@@ -9,10 +12,14 @@ import {
   listen,
   type Registry,
 } from '@sealtrail/telemetry';
+import { loadApiKeyHashes } from './api/auth.js';
 import { collectorApp } from './api/http.js';
-import type { CollectorConfig } from './config.js';
+import { type CollectorConfig, pkiDir } from './config.js';
 import type { Exporter } from './exporters/exporter.js';
 import { exporterTypes } from './exporters/index.js';
+import { type PkiPaths, pkiPaths } from './pki/pki.js';
+import { readTokenSecret } from './pki/tokens.js';
+import type { TlsFiles } from './receiver/receiver.js';
 import { Receiver } from './receiver/receiver.js';
 import { Spool } from './spool/spool.js';
 
@@ -27,6 +34,8 @@ export class Collector {
   private http: HttpServer | null = null;
   private pruneTimer: NodeJS.Timeout | null = null;
   private stopping: Promise<void> | null = null;
+  /** Re-reads the API key file (SIGHUP). */
+  reloadApiKeys: () => void = () => undefined;
 
   constructor(readonly config: CollectorConfig) {
     this.log = createLogger('collector', config.collector.log_level);
@@ -59,16 +68,31 @@ export class Collector {
       exporterTypes[e.type].create({ ...settings, log: this.log.child({ exporter: e.name }) }, e),
     );
     for (const e of this.exporters) await e.start();
+    const pki = pkiPaths(pkiDir(cfg));
+    const tokenSecret = () => (existsSync(pki.tokenSecret) ? readTokenSecret(pki.tokenSecret) : null);
     this.receiver = new Receiver({
       listen: cfg.grpc.listen,
+      tls: cfg.grpc.insecure ? null : loadTls(cfg, pki),
+      tokenSecret,
       spool,
       log: this.log.child({ component: 'receiver' }),
       registry: this.registry,
       maxMessageBytes: cfg.grpc.max_message_bytes,
     });
     await this.receiver.start();
+    let apiKeys = loadApiKeyHashes(pki.apiKeys);
+    this.reloadApiKeys = () => {
+      apiKeys = loadApiKeyHashes(pki.apiKeys);
+    };
     this.http = await listen(
-      collectorApp({ registry: this.registry, spool, receiver: this.receiver }),
+      collectorApp({
+        registry: this.registry,
+        spool,
+        receiver: this.receiver,
+        apiKeyHashes: () => apiKeys,
+        tokenSecret,
+        tokenTtlMs: cfg.enrollment.token_ttl,
+      }),
       cfg.http.listen,
     );
     this.pruneTimer = setInterval(() => {
@@ -95,4 +119,23 @@ export class Collector {
     })();
     return this.stopping;
   }
+}
+
+/** The TLS material the config names, or the files `init` made; a clear error when missing. */
+function loadTls(cfg: CollectorConfig, pki: PkiPaths): TlsFiles {
+  const read = (file: string, what: string) => {
+    try {
+      return readFileSync(file);
+    } catch {
+      throw new ConfigError(
+        `grpc.tls: cannot read the ${what} ${file}; run \`sealtrail-collector init --config FILE\` or set grpc.insecure: true for loopback development`,
+      );
+    }
+  };
+  const t = cfg.grpc.tls;
+  return {
+    cert: read(t.cert_file ?? pki.serverCert, 'server certificate'),
+    key: read(t.key_file ?? pki.serverKey, 'server key'),
+    ...(t.client_ca_file ? { clientCa: read(t.client_ca_file, 'client CA') } : {}),
+  };
 }

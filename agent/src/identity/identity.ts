@@ -6,7 +6,7 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject, sign } from 'node:crypto';
 import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { uuidBytes } from '@sealtrail/chain';
+import { challengeMessage } from '@sealtrail/chain';
 import { SealtrailError } from '@sealtrail/errors';
 
 export interface AgentIdentity {
@@ -14,13 +14,6 @@ export interface AgentIdentity {
   privateKey: KeyObject;
   /** Raw 32-byte Ed25519 public key. */
   publicKey: Buffer;
-}
-
-const CHALLENGE_DOMAIN = Buffer.from('sealtrail/v1/challenge\0', 'utf8');
-
-/** What the agent signs to answer the collector's challenge. */
-export function challengeMessage(agentId: string, nonce: Uint8Array): Buffer {
-  return Buffer.concat([CHALLENGE_DOMAIN, uuidBytes(agentId), nonce]);
 }
 
 export function signChallenge(id: AgentIdentity, nonce: Uint8Array): Buffer {

@@ -1,223 +1,389 @@
 /**
- * The agent's sealed journal: a hash chain of events in one LevelDB.
+ * The agent's sealed journal: hash chains of events in one LevelDB.
  *
- * Layout (binary keys, one-byte prefix):
- *   'r' u64be(seq)   → record_hash(32) || event_bytes        one record of the current chain
- *   'm' <name>       → JSON                                   meta: identity, chain, head, acked
- *   'p' <source>     → JSON                                   a source's read position
+ * Layout (binary keys, one-byte prefix; u32/u64 big-endian so keys sort by number):
+ *   'r' u32(chain_no) u64(seq)  → 0x01 record_hash(32) event_bytes     a record
+ *                               → 0x02 record_hash(32) event_hash(32)  a record whose payload was
+ *                                                                      dropped (on_full: drop_oldest)
+ *   'q' u32(chain_no) u64(seq)  → the record as it was found            quarantined on open (kept, never shipped)
+ *   'c' u32(chain_no)           → JSON ChainMeta                        every chain: id, start, end
+ *   'p' <source>                → JSON                                  a source's read position
+ *   's' <name>                  → JSON                                  a source's other state (e.g. FIM baseline)
+ *   'm' head | acked            → JSON                                  the newest record; the last acknowledged one
  *
  * Invariants:
- *   - records are contiguous from acked+1 to head; record(n) chains to record(n-1)
- *     (record 0 is `agent.chain.start` and chains to 32 zero bytes);
- *   - the head, the records and the positions given with them are written in one
- *     `sync: true` batch, so a position is never ahead of its events (nor behind);
- *   - an append resolves only after that batch is durable;
+ *   - within a chain, records are contiguous and record(n) chains to record(n-1)
+ *     (record 0 is `agent.chain.start`, chained to 32 zero bytes); a later chain's
+ *     record 0 names the end of the chain before it;
+ *   - the kept records run contiguously from just after `acked` to `head`;
+ *   - records, the head, and the positions/state given with them are written in one
+ *     `sync: true` batch, and an append resolves only after it: a source's position
+ *     is never ahead of its events, nor behind them;
  *   - a record is deleted only after the collector acknowledged it (`ack`).
  *
- * Appends are group-committed: callers that arrive while a batch is being written
- * are sealed together into the next one, so fsyncs per second stay bounded.
+ * Appends are group-committed: callers that arrive within the commit window, or
+ * while a batch is being written, are sealed together into one batch.
  */
 import { EventEmitter } from 'node:events';
-import { mkdirSync } from 'node:fs';
-import { HASH_BYTES, RecordHasher, ZERO_HASH } from '@sealtrail/chain';
+import { mkdirSync, renameSync } from 'node:fs';
+import { ChainVerifier, eventHash, HASH_BYTES, RecordHasher, ZERO_HASH } from '@sealtrail/chain';
 import { SealtrailError } from '@sealtrail/errors';
 import { ClassicLevel } from 'classic-level';
 
+export interface Position {
+  chain: number;
+  seq: bigint;
+}
+
+export interface Head extends Position {
+  hash: Buffer;
+}
+
 export interface JournalRecord {
+  chain: number;
   seq: bigint;
   recordHash: Buffer;
-  eventBytes: Buffer;
+  /** Canonical event bytes; absent when the payload was dropped to make room. */
+  eventBytes?: Buffer;
+  /** Present when eventBytes is absent: what the record committed to. */
+  eventHash?: Buffer;
 }
 
 export interface ChainMeta {
+  no: number;
   chainId: string;
   startedAt: string;
-}
-
-export interface Head {
-  seq: bigint;
-  hash: Buffer;
+  reason: string;
+  /** The previous chain's end, as record 0 names it. */
+  previous: { chain_id: string; last_seq: string; last_hash: string } | null;
+  /** Set when a newer chain started after this one. */
+  end?: { seq: string; hash: string } | null;
 }
 
 export interface JournalStats {
   chainId: string | null;
-  head: bigint | null;
-  acked: bigint | null;
+  head: string | null;
+  acked: string | null;
   backlogRecords: number;
+  backlogBytes: number;
 }
 
-/** What a caller appends: canonical event bytes, plus read positions committed with them. */
 export interface AppendRequest {
+  /** Canonical event bytes, sealed in order. */
   events: Buffer[];
+  /** Read positions committed with the events, by source name. */
   positions?: Record<string, unknown>;
+  /** Other source state committed with the events (e.g. FIM baseline entries); null deletes. */
+  state?: Record<string, unknown>;
 }
 
-interface InternalAppend extends AppendRequest {
-  /** Journal metadata written in the same batch (a new chain's meta with its record 0). */
-  meta?: Record<string, unknown>;
+/** What the journal does when it is full (`max_bytes` / `max_records`). */
+export type OnFull = 'block' | 'drop_oldest';
+
+export interface JournalLimits {
+  maxBytes: number;
+  maxRecords: number;
+  onFull: OnFull;
 }
 
-type Batch = Array<{ type: 'put'; key: Buffer; value: Buffer } | { type: 'del'; key: Buffer }>;
-
-const R = 0x72; // 'r'
-const META_CHAIN = Buffer.from('mchain');
-const META_HEAD = Buffer.from('mhead');
-const META_ACKED = Buffer.from('macked');
-const META_PREFIX = 'm';
-
-function recordKey(seq: bigint): Buffer {
-  const k = Buffer.allocUnsafe(9);
-  k[0] = R;
-  k.writeBigUInt64BE(seq, 1);
-  return k;
+export interface StartEvent {
+  chainId: string;
+  previous: ChainMeta['previous'];
+  reason: string;
 }
 
-function positionKey(source: string): Buffer {
-  return Buffer.from(`p${source}`, 'utf8');
-}
-
-interface Pending {
-  req: InternalAppend;
-  resolve: (range: { first: bigint; last: bigint }) => void;
-  reject: (err: unknown) => void;
+export interface JournalHooks {
+  /** Builds record 0 of a new chain: the canonical bytes of its `agent.chain.start` event. */
+  chainStart(start: StartEvent): Buffer;
+  /** Builds the sealed event that names records whose payload was dropped. */
+  gap?(info: { chainId: string; fromSeq: bigint; toSeq: bigint; records: number; bytes: number }): Buffer;
+  /** Observes each append's time from call to durable, in seconds. */
+  appendLatency?(seconds: number): void;
+  /** Called before every write batch; tests throw from it to inject ENOSPC and the like. */
+  beforeWrite?(): void;
 }
 
 export interface JournalOptions {
   dir: string;
   agentId: string;
-  /** Builds record 0 of a new chain: the canonical bytes of its `agent.chain.start` event. */
-  chainStartEvent: (chainId: string) => Buffer;
+  hooks: JournalHooks;
+  limits?: Partial<JournalLimits>;
+  /** How long the first append of a group waits for others to join it. */
+  commitWindowMs?: number;
 }
 
-export class Journal extends EventEmitter<{ appended: [bigint] }> {
-  private readonly db: ClassicLevel<Buffer, Buffer>;
-  private chain: ChainMeta | null = null;
+type Op = { type: 'put'; key: Buffer; value: Buffer } | { type: 'del'; key: Buffer };
+
+const KIND_FULL = 1;
+const KIND_ERASED = 2;
+const VALUE_HEADER = 1 + HASH_BYTES;
+const META_HEAD = Buffer.from('mhead');
+/** How the agent's own events read in canonical JSON (keys sorted, so this is exact). */
+const AGENT_SOURCE = Buffer.from('"source":{"kind":"agent"');
+const META_ACKED = Buffer.from('macked');
+
+export function recordKey(chain: number, seq: bigint, prefix = 'r'): Buffer {
+  const k = Buffer.allocUnsafe(13);
+  k[0] = prefix.charCodeAt(0);
+  k.writeUInt32BE(chain, 1);
+  k.writeBigUInt64BE(seq, 5);
+  return k;
+}
+
+function chainKey(no: number): Buffer {
+  const k = Buffer.allocUnsafe(5);
+  k[0] = 0x63; // 'c'
+  k.writeUInt32BE(no, 1);
+  return k;
+}
+
+const positionKey = (source: string) => Buffer.from(`p${source}`, 'utf8');
+const stateKey = (name: string) => Buffer.from(`s${name}`, 'utf8');
+
+export function decodeRecordValue(chain: number, seq: bigint, v: Buffer): JournalRecord {
+  const recordHash = v.subarray(1, VALUE_HEADER);
+  if (v[0] === KIND_ERASED) return { chain, seq, recordHash, eventHash: v.subarray(VALUE_HEADER) };
+  return { chain, seq, recordHash, eventBytes: v.subarray(VALUE_HEADER) };
+}
+
+/** Bytes a record's payload occupies in the backlog accounting. */
+function payloadSize(v: Buffer): number {
+  return v.length - VALUE_HEADER;
+}
+
+interface Pending {
+  /** `chain`: this append is record 0 of that new chain, written with `meta` ops. */
+  req: AppendRequest & { meta?: Op[]; chain?: ChainMeta };
+  size: number;
+  at: number;
+  resolve: (range: { first: bigint; last: bigint }) => void;
+  reject: (err: unknown) => void;
+}
+
+interface Counters {
+  /** Cumulative bytes and records ever appended / acknowledged; the backlog is the difference. */
+  bytes: number;
+  records: number;
+}
+
+export class Journal extends EventEmitter<{ appended: [Head]; acked: [Position]; dropped: [number] }> {
+  readonly db: ClassicLevel<Buffer, Buffer>;
+  private readonly limits: JournalLimits;
+  private chains = new Map<number, ChainMeta>();
+  private current: ChainMeta | null = null;
   private hasher: RecordHasher | null = null;
   private headPos: Head | null = null;
   private ackedPos: Head | null = null;
+  private appended: Counters = { bytes: 0, records: 0 };
+  private ackedCount: Counters = { bytes: 0, records: 0 };
   private queue: Pending[] = [];
   private writing = false;
+  private timer: NodeJS.Timeout | null = null;
+  private spaceWaiters: (() => void)[] = [];
   private closed = false;
-  /** Set when a write fails: the journal refuses appends until reopened. */
-  private failure: Error | null = null;
+  /** Counted for metrics. */
+  fsyncs = 0;
 
   constructor(private readonly opts: JournalOptions) {
     super();
+    this.limits = {
+      maxBytes: opts.limits?.maxBytes ?? 1024 ** 3,
+      maxRecords: opts.limits?.maxRecords ?? Number.MAX_SAFE_INTEGER,
+      onFull: opts.limits?.onFull ?? 'block',
+    };
     mkdirSync(opts.dir, { recursive: true, mode: 0o700 });
     this.db = new ClassicLevel<Buffer, Buffer>(opts.dir, { keyEncoding: 'buffer', valueEncoding: 'buffer' });
   }
 
-  /** `startChain: false` opens an existing journal without writing anything (offline verification). */
+  /**
+   * Opens the journal. With `startChain` (the default) a journal without a chain
+   * gets one; offline tools pass false and write nothing.
+   */
   async open({ startChain = true } = {}): Promise<void> {
     try {
       await this.db.open();
     } catch (cause) {
-      const locked = String((cause as Error & { cause?: Error }).cause?.message ?? '').includes('lock');
+      const inner = String((cause as Error & { cause?: Error }).cause?.message ?? '');
       throw new SealtrailError(
-        'ST_JOURNAL_OPEN',
-        locked
+        inner.includes('lock') ? 'ST_JOURNAL_LOCKED' : 'ST_JOURNAL_OPEN',
+        inner.includes('lock')
           ? `journal ${this.opts.dir} is in use by another process (is an agent already running?)`
-          : `cannot open journal ${this.opts.dir}: ${(cause as Error).message}`,
+          : `cannot open journal ${this.opts.dir}: ${(cause as Error).message}${inner ? ` (${inner})` : ''}`,
         { cause },
       );
     }
-    const chain = await this.db.get(META_CHAIN);
+    for await (const [k, v] of this.db.iterator({ gte: Buffer.from('c'), lt: Buffer.from('d') })) {
+      const meta = JSON.parse(v.toString()) as ChainMeta;
+      this.chains.set(k.readUInt32BE(1), meta);
+    }
+    const last = [...this.chains.keys()].sort((a, b) => a - b).pop();
+    if (last !== undefined) this.setCurrent(this.chains.get(last)!);
     const head = await this.db.get(META_HEAD);
-    const acked = await this.db.get(META_ACKED);
-    if (chain) this.setChain(JSON.parse(chain.toString()) as ChainMeta);
     if (head) {
-      const h = JSON.parse(head.toString()) as { seq: string; hash: string };
-      this.headPos = { seq: BigInt(h.seq), hash: Buffer.from(h.hash, 'hex') };
+      const h = JSON.parse(head.toString());
+      this.headPos = { chain: h.chain, seq: BigInt(h.seq), hash: Buffer.from(h.hash, 'hex') };
+      this.appended = { bytes: h.bytes, records: h.records };
     }
+    const acked = await this.db.get(META_ACKED);
     if (acked) {
-      const a = JSON.parse(acked.toString()) as { seq: string; hash: string };
-      this.ackedPos = { seq: BigInt(a.seq), hash: Buffer.from(a.hash, 'hex') };
+      const a = JSON.parse(acked.toString());
+      this.ackedPos = { chain: a.chain, seq: BigInt(a.seq), hash: Buffer.from(a.hash, 'hex') };
+      this.ackedCount = { bytes: a.bytes, records: a.records };
     }
-    if (!this.chain && startChain) await this.startChain();
+    if (!this.current && startChain) await this.startChain({ previous: null, reason: 'first_start' });
   }
 
-  private setChain(meta: ChainMeta): void {
-    this.chain = meta;
+  private setCurrent(meta: ChainMeta): void {
+    this.current = meta;
     this.hasher = new RecordHasher({ agentId: this.opts.agentId, chainId: meta.chainId });
   }
 
-  /** Starts a new chain whose record 0 is the `agent.chain.start` event. */
-  private async startChain(): Promise<void> {
+  /**
+   * Starts a new chain. Its meta, the previous chain's end and its record 0 land
+   * in one batch: none exists without the others.
+   */
+  async startChain(opts: { previous?: ChainMeta['previous']; reason: string }): Promise<string> {
     const chainId = crypto.randomUUID();
-    const meta: ChainMeta = { chainId, startedAt: new Date().toISOString() };
-    this.setChain(meta);
-    // The chain's meta and its record 0 land in one batch: neither exists without the other.
-    await this.enqueue({ events: [this.opts.chainStartEvent(chainId)], meta: { chain: meta } });
+    const prevMeta = this.current;
+    const head = this.headPos;
+    const previous =
+      opts.previous !== undefined
+        ? opts.previous
+        : prevMeta && head && head.chain === prevMeta.no
+          ? { chain_id: prevMeta.chainId, last_seq: String(head.seq), last_hash: head.hash.toString('hex') }
+          : null;
+    const no = prevMeta ? prevMeta.no + 1 : 0;
+    const meta: ChainMeta = {
+      no,
+      chainId,
+      startedAt: new Date().toISOString(),
+      reason: opts.reason,
+      previous,
+    };
+    const ops: Op[] = [];
+    if (prevMeta) {
+      const ended: ChainMeta = {
+        ...prevMeta,
+        end:
+          head && head.chain === prevMeta.no
+            ? { seq: String(head.seq), hash: head.hash.toString('hex') }
+            : null,
+      };
+      this.chains.set(prevMeta.no, ended);
+      ops.push({ type: 'put', key: chainKey(prevMeta.no), value: Buffer.from(JSON.stringify(ended)) });
+    }
+    ops.push({ type: 'put', key: chainKey(no), value: Buffer.from(JSON.stringify(meta)) });
+    const start = this.opts.hooks.chainStart({ chainId, previous, reason: opts.reason });
+    // The new chain takes effect (in writeGroup) for every append queued after this one.
+    await this.enqueue({ events: [start], meta: ops, chain: meta });
+    return chainId;
+  }
+
+  get hasChain(): boolean {
+    return this.current !== null;
   }
 
   get chainId(): string {
-    if (!this.chain) throw new SealtrailError('ST_JOURNAL_CLOSED', 'journal is not open');
-    return this.chain.chainId;
+    if (!this.current) throw new SealtrailError('ST_JOURNAL_CLOSED', 'journal is not open');
+    return this.current.chainId;
+  }
+
+  chainMeta(no: number): ChainMeta | undefined {
+    return this.chains.get(no);
+  }
+
+  chainNo(chainId: string): number | undefined {
+    for (const [no, m] of this.chains) if (m.chainId === chainId) return no;
+    return undefined;
   }
 
   get head(): Head | null {
     return this.headPos;
   }
 
-  get acked(): bigint | null {
-    return this.ackedPos?.seq ?? null;
-  }
-
-  /** The last acknowledged record's position: where the kept records chain from. */
-  get ackedHead(): Head | null {
+  /** The last acknowledged record: where the kept records chain from. */
+  get acked(): Head | null {
     return this.ackedPos;
   }
 
-  /** Records written but not yet acknowledged by the collector. */
-  get backlog(): number {
-    if (!this.headPos) return 0;
-    const from = this.ackedPos === null ? 0n : this.ackedPos.seq + 1n;
-    return Number(this.headPos.seq - from + 1n);
+  get backlogRecords(): number {
+    return this.appended.records - this.ackedCount.records;
+  }
+
+  get backlogBytes(): number {
+    return this.appended.bytes - this.ackedCount.bytes;
+  }
+
+  /** Fraction of the journal's bound in use (the larger of bytes and records). */
+  get fill(): number {
+    return Math.max(this.backlogBytes / this.limits.maxBytes, this.backlogRecords / this.limits.maxRecords);
   }
 
   stats(): JournalStats {
     return {
-      chainId: this.chain?.chainId ?? null,
-      head: this.headPos?.seq ?? null,
-      acked: this.acked,
-      backlogRecords: this.backlog,
+      chainId: this.current?.chainId ?? null,
+      head: this.headPos ? `${this.chains.get(this.headPos.chain)?.chainId}:${this.headPos.seq}` : null,
+      acked: this.ackedPos ? `${this.chains.get(this.ackedPos.chain)?.chainId}:${this.ackedPos.seq}` : null,
+      backlogRecords: this.backlogRecords,
+      backlogBytes: this.backlogBytes,
     };
   }
 
-  /** Seals `events` into the chain; resolves with their seq range once durable. */
+  /** Seals `events` into the current chain; resolves with their seq range once durable. */
   append(req: AppendRequest): Promise<{ first: bigint; last: bigint }> {
     return this.enqueue(req);
   }
 
-  private enqueue(req: InternalAppend): Promise<{ first: bigint; last: bigint }> {
-    if (this.closed) return Promise.reject(new SealtrailError('ST_JOURNAL_CLOSED', 'journal is closed'));
-    if (this.failure) {
-      return Promise.reject(
-        new SealtrailError('ST_JOURNAL_FAILED', `journal write failed earlier: ${this.failure.message}`, {
-          cause: this.failure,
-          retryable: true,
-        }),
-      );
-    }
-    if (req.events.length === 0 && !req.positions) {
-      return Promise.resolve({ first: this.nextSeq(), last: this.nextSeq() - 1n });
-    }
-    return new Promise((resolve, reject) => {
-      this.queue.push({ req, resolve, reject });
-      if (!this.writing) void this.flush();
+  private async enqueue(req: Pending['req']): Promise<{ first: bigint; last: bigint }> {
+    if (this.closed) throw new SealtrailError('ST_JOURNAL_CLOSED', 'journal is closed');
+    const size = req.events.reduce((n, b) => n + b.length, 0);
+    if (req.events.length > 0 && !req.meta) await this.makeRoom(size, req.events.length);
+    return new Promise<{ first: bigint; last: bigint }>((resolve, reject) => {
+      this.queue.push({ req, size, at: performance.now(), resolve, reject });
+      this.schedule();
     });
   }
 
-  private nextSeq(): bigint {
-    return this.headPos ? this.headPos.seq + 1n : 0n;
+  private wouldOverflow(bytes: number, records: number): boolean {
+    return (
+      this.backlogRecords > 0 &&
+      (this.backlogBytes + bytes > this.limits.maxBytes ||
+        this.backlogRecords + records > this.limits.maxRecords)
+    );
+  }
+
+  /** Holds the producer back (block) or drops the oldest payloads (drop_oldest) until the append fits. */
+  private async makeRoom(bytes: number, records: number): Promise<void> {
+    while (this.wouldOverflow(bytes, records)) {
+      if (this.closed) throw new SealtrailError('ST_JOURNAL_CLOSED', 'journal is closed');
+      if (this.limits.onFull === 'drop_oldest') {
+        const freed = await this.dropOldest(bytes);
+        if (freed > 0) continue;
+      }
+      await new Promise<void>((r) => this.spaceWaiters.push(r));
+    }
+  }
+
+  private wakeSpaceWaiters(): void {
+    for (const w of this.spaceWaiters.splice(0)) w();
+  }
+
+  private schedule(): void {
+    if (this.writing || this.timer) return;
+    const window = this.opts.commitWindowMs ?? 0;
+    if (window <= 0) void this.flush();
+    else this.timer = setTimeout(() => void this.flush(), window);
   }
 
   private async flush(): Promise<void> {
+    this.timer = null;
     this.writing = true;
     try {
-      while (this.queue.length > 0 && !this.failure) {
-        const group = this.queue;
-        this.queue = [];
+      while (this.queue.length > 0) {
+        // A chain start must be written alone: what follows it belongs to the new chain.
+        const first = this.queue[0]!;
+        const n = first.req.chain ? 1 : this.queue.findIndex((p) => p.req.chain);
+        const group = this.queue.splice(0, n === -1 ? this.queue.length : Math.max(n, 1));
         await this.writeGroup(group);
       }
     } finally {
@@ -226,111 +392,220 @@ export class Journal extends EventEmitter<{ appended: [bigint] }> {
   }
 
   private async writeGroup(group: Pending[]): Promise<void> {
-    const hasher = this.hasher!;
-    let head = this.headPos;
-    const ops: Batch = [];
+    // A chain start is written alone, as record 0 of its chain, chained from zero.
+    const starting = group[0]!.req.chain;
+    const chainNo = starting ? starting.no : this.current!.no;
+    const hasher = starting
+      ? new RecordHasher({ agentId: this.opts.agentId, chainId: starting.chainId })
+      : this.hasher!;
+    let head: Head | null = starting
+      ? null
+      : this.headPos && this.headPos.chain === chainNo
+        ? this.headPos
+        : null;
+    const ops: Op[] = [];
     const ranges: { first: bigint; last: bigint }[] = [];
+    let bytes = 0;
+    let records = 0;
     for (const p of group) {
       const first = head ? head.seq + 1n : 0n;
-      for (const bytes of p.req.events) {
+      for (const ev of p.req.events) {
         const seq = head ? head.seq + 1n : 0n;
-        const hash = hasher.seal(seq, head ? head.hash : ZERO_HASH, bytes);
-        ops.push({ type: 'put', key: recordKey(seq), value: Buffer.concat([hash, bytes]) });
-        head = { seq, hash };
+        const hash = hasher.seal(seq, head ? head.hash : ZERO_HASH, ev);
+        const value = Buffer.allocUnsafe(VALUE_HEADER + ev.length);
+        value[0] = KIND_FULL;
+        hash.copy(value, 1);
+        ev.copy(value, VALUE_HEADER);
+        ops.push({ type: 'put', key: recordKey(chainNo, seq), value });
+        head = { chain: chainNo, seq, hash };
+        bytes += ev.length;
+        records++;
       }
       for (const [source, pos] of Object.entries(p.req.positions ?? {})) {
         ops.push({ type: 'put', key: positionKey(source), value: Buffer.from(JSON.stringify(pos)) });
       }
-      for (const [name, value] of Object.entries(p.req.meta ?? {})) {
-        ops.push({
-          type: 'put',
-          key: Buffer.from(META_PREFIX + name),
-          value: Buffer.from(JSON.stringify(value)),
-        });
+      for (const [name, value] of Object.entries(p.req.state ?? {})) {
+        if (value === null) ops.push({ type: 'del', key: stateKey(name) });
+        else ops.push({ type: 'put', key: stateKey(name), value: Buffer.from(JSON.stringify(value)) });
       }
-      ranges.push({ first, last: head ? head.seq : -1n });
+      if (p.req.meta) ops.push(...p.req.meta);
+      ranges.push({ first, last: head ? head.seq : first - 1n });
     }
+    const appended = { bytes: this.appended.bytes + bytes, records: this.appended.records + records };
     if (head) {
-      ops.push({
-        type: 'put',
-        key: META_HEAD,
-        value: Buffer.from(JSON.stringify({ seq: head.seq.toString(), hash: head.hash.toString('hex') })),
-      });
+      const meta = {
+        chain: head.chain,
+        seq: head.seq.toString(),
+        hash: head.hash.toString('hex'),
+        ...appended,
+      };
+      ops.push({ type: 'put', key: META_HEAD, value: Buffer.from(JSON.stringify(meta)) });
     }
     try {
+      this.opts.hooks.beforeWrite?.();
       await this.db.batch(ops, { sync: true });
+      this.fsyncs++;
     } catch (cause) {
-      this.failure = cause as Error;
+      // Nothing of this group was written; the journal stays usable, so producers can retry.
+      const code = (cause as NodeJS.ErrnoException).code;
       const err = new SealtrailError(
         'ST_JOURNAL_WRITE',
-        `journal write failed: ${(cause as Error).message}`,
-        {
-          cause,
-          retryable: true,
-        },
+        `journal write failed${code ? ` (${code})` : ''}: ${(cause as Error).message}`,
+        { cause, retryable: true, retryAfterMs: 1000 },
       );
-      for (const p of [...group, ...this.queue.splice(0)]) p.reject(err);
+      for (const p of group) p.reject(err);
       return;
     }
-    this.headPos = head;
-    for (const [i, p] of group.entries()) p.resolve(ranges[i]!);
-    if (head) this.emit('appended', head.seq);
+    if (head) this.headPos = head;
+    this.appended = appended;
+    if (starting) {
+      this.chains.set(starting.no, starting);
+      this.setCurrent(starting);
+    }
+    const done = performance.now();
+    for (const [i, p] of group.entries()) {
+      this.opts.hooks.appendLatency?.((done - p.at) / 1000);
+      p.resolve(ranges[i]!);
+    }
+    if (head) this.emit('appended', head);
   }
 
-  /** Up to `maxRecords` / `maxBytes` records after `afterSeq` (null: from the oldest kept). */
-  async read(afterSeq: bigint | null, maxRecords: number, maxBytes: number): Promise<JournalRecord[]> {
+  /**
+   * Up to `maxRecords` / `maxBytes` records after `after` (null: from the oldest
+   * kept), all from one chain: a batch never spans a chain boundary.
+   */
+  async read(after: Position | null, maxRecords: number, maxBytes: number): Promise<JournalRecord[]> {
     const out: JournalRecord[] = [];
     let bytes = 0;
-    const gte = recordKey(afterSeq === null ? 0n : afterSeq + 1n);
-    for await (const [key, value] of this.db.iterator({ gte, lt: Buffer.from([R + 1]), limit: maxRecords })) {
-      const size = value.length - HASH_BYTES;
+    const gte = after ? recordKey(after.chain, after.seq + 1n) : Buffer.from('r');
+    for await (const [key, value] of this.db.iterator({ gte, lt: Buffer.from('s'), limit: maxRecords })) {
+      const chain = key.readUInt32BE(1);
+      if (out.length > 0 && chain !== out[0]!.chain) break;
+      const size = payloadSize(value);
       if (out.length > 0 && bytes + size > maxBytes) break;
-      out.push({
-        seq: key.readBigUInt64BE(1),
-        recordHash: value.subarray(0, HASH_BYTES),
-        eventBytes: value.subarray(HASH_BYTES),
-      });
+      out.push(decodeRecordValue(chain, key.readBigUInt64BE(5), value));
       bytes += size;
     }
     return out;
   }
 
   /** Every kept record in order (offline verification). */
-  async *records(): AsyncGenerator<JournalRecord> {
-    for await (const [key, value] of this.db.iterator({ gte: recordKey(0n), lt: Buffer.from([R + 1]) })) {
-      yield {
-        seq: key.readBigUInt64BE(1),
-        recordHash: value.subarray(0, HASH_BYTES),
-        eventBytes: value.subarray(HASH_BYTES),
-      };
+  async *records(prefix = 'r'): AsyncGenerator<JournalRecord> {
+    const lt = Buffer.from([prefix.charCodeAt(0) + 1]);
+    const it = this.db.iterator({ gte: Buffer.from(prefix), lt });
+    try {
+      // nextv reads entries in chunks: one native call per thousand records, not per record.
+      for (;;) {
+        const entries = await it.nextv(1000);
+        if (entries.length === 0) break;
+        for (const [key, value] of entries)
+          yield decodeRecordValue(key.readUInt32BE(1), key.readBigUInt64BE(5), value);
+      }
+    } finally {
+      await it.close();
     }
   }
 
-  async recordHashAt(seq: bigint): Promise<Buffer | undefined> {
-    const v = await this.db.get(recordKey(seq));
-    return v?.subarray(0, HASH_BYTES);
+  async recordHashAt(chain: number, seq: bigint): Promise<Buffer | undefined> {
+    const v = await this.db.get(recordKey(chain, seq));
+    return v ? Buffer.from(v.subarray(1, VALUE_HEADER)) : undefined;
   }
 
-  /** The collector has `throughSeq` durably: drop what it acknowledged. */
-  async ack(throughSeq: bigint): Promise<void> {
-    if (!this.headPos || throughSeq > this.headPos.seq) {
+  /** The collector has everything through `through` durably: drop what it acknowledged. */
+  async ack(through: Position): Promise<void> {
+    if (
+      !this.headPos ||
+      through.chain > this.headPos.chain ||
+      (through.chain === this.headPos.chain && through.seq > this.headPos.seq)
+    ) {
       throw new SealtrailError(
         'ST_JOURNAL_ACK_AHEAD',
-        `ack through ${throughSeq} is beyond the journal head`,
+        `ack through ${through.chain}:${through.seq} is beyond the journal head`,
       );
     }
-    const from = this.ackedPos === null ? 0n : this.ackedPos.seq + 1n;
-    if (throughSeq < from) return;
-    const hash = await this.recordHashAt(throughSeq);
-    if (!hash)
-      throw new SealtrailError('ST_JOURNAL_ACK_MISSING', `record ${throughSeq} is not in the journal`);
-    const ops: Batch = [];
-    for (let s = from; s <= throughSeq; s++) ops.push({ type: 'del', key: recordKey(s) });
-    const value = JSON.stringify({ seq: throughSeq.toString(), hash: hash.toString('hex') });
-    ops.push({ type: 'put', key: META_ACKED, value: Buffer.from(value) });
+    const a = this.ackedPos;
+    if (a && (through.chain < a.chain || (through.chain === a.chain && through.seq <= a.seq))) return;
+    const hash = await this.recordHashAt(through.chain, through.seq);
+    if (!hash) {
+      throw new SealtrailError(
+        'ST_JOURNAL_ACK_MISSING',
+        `record ${through.chain}:${through.seq} is not in the journal`,
+      );
+    }
+    const ops: Op[] = [];
+    let bytes = 0;
+    let records = 0;
+    const gte = a ? recordKey(a.chain, a.seq + 1n) : Buffer.from('r');
+    for await (const [key, value] of this.db.iterator({ gte, lte: recordKey(through.chain, through.seq) })) {
+      ops.push({ type: 'del', key });
+      bytes += payloadSize(value);
+      records++;
+    }
+    const counts = { bytes: this.ackedCount.bytes + bytes, records: this.ackedCount.records + records };
+    const value = {
+      chain: through.chain,
+      seq: through.seq.toString(),
+      hash: hash.toString('hex'),
+      ...counts,
+    };
+    ops.push({ type: 'put', key: META_ACKED, value: Buffer.from(JSON.stringify(value)) });
     // Not synced: losing this on a crash only means the collector sees (and drops) duplicates.
     await this.db.batch(ops);
-    this.ackedPos = { seq: throughSeq, hash: Buffer.from(hash) };
+    this.ackedPos = { chain: through.chain, seq: through.seq, hash };
+    this.ackedCount = counts;
+    this.emit('acked', through);
+    this.wakeSpaceWaiters();
+  }
+
+  /**
+   * on_full: drop_oldest. Replaces the payloads of the oldest unshipped records
+   * with their event hashes (the chain still verifies), then seals an
+   * `agent.journal.gap` event naming the range. Returns the bytes freed.
+   */
+  private async dropOldest(needed: number): Promise<number> {
+    const ops: Op[] = [];
+    let freed = 0;
+    let records = 0;
+    let from: JournalRecord | null = null;
+    let to: JournalRecord | null = null;
+    const target = Math.max(needed, Math.floor(this.limits.maxBytes * 0.1));
+    for await (const [key, value] of this.db.iterator({ gte: Buffer.from('r'), lt: Buffer.from('s') })) {
+      // The agent's own records (chain starts, checkpoints, gap and integrity events) are the
+      // evidence of what happened: they are small and never dropped.
+      if (value[0] === KIND_ERASED || value.includes(AGENT_SOURCE)) continue;
+      const rec = decodeRecordValue(key.readUInt32BE(1), key.readBigUInt64BE(5), value);
+      if (this.headPos && rec.chain === this.headPos.chain && rec.seq === this.headPos.seq) break;
+      // One gap event names one range of one chain.
+      if (from && rec.chain !== from.chain) break;
+      const erased = Buffer.concat([Buffer.from([KIND_ERASED]), rec.recordHash, eventHash(rec.eventBytes!)]);
+      ops.push({ type: 'put', key, value: erased });
+      freed += payloadSize(value) - HASH_BYTES;
+      records++;
+      from ??= rec;
+      to = rec;
+      if (freed >= target) break;
+    }
+    if (!from || !to || freed <= 0) return 0;
+    // Count the erased payloads as acknowledged bytes: they no longer occupy the journal.
+    const counts = { bytes: this.ackedCount.bytes + freed, records: this.ackedCount.records };
+    this.ackedCount = counts;
+    const a = this.ackedPos;
+    const ackedValue = a
+      ? { chain: a.chain, seq: a.seq.toString(), hash: a.hash.toString('hex'), ...counts }
+      : { chain: -1, seq: '0', hash: '', ...counts };
+    ops.push({ type: 'put', key: META_ACKED, value: Buffer.from(JSON.stringify(ackedValue)) });
+    this.opts.hooks.beforeWrite?.();
+    await this.db.batch(ops, { sync: true });
+    this.emit('dropped', records);
+    const gap = this.opts.hooks.gap?.({
+      chainId: this.chains.get(from.chain)!.chainId,
+      fromSeq: from.seq,
+      toSeq: to.seq,
+      records,
+      bytes: freed,
+    });
+    if (gap) void this.enqueue({ events: [gap] }).catch(() => undefined);
+    return freed;
   }
 
   async position<T>(source: string): Promise<T | undefined> {
@@ -338,10 +613,153 @@ export class Journal extends EventEmitter<{ appended: [bigint] }> {
     return v ? (JSON.parse(v.toString()) as T) : undefined;
   }
 
+  async state<T>(name: string): Promise<T | undefined> {
+    const v = await this.db.get(stateKey(name));
+    return v ? (JSON.parse(v.toString()) as T) : undefined;
+  }
+
+  /** All state entries whose name starts with `prefix` (e.g. one FIM source's baseline). */
+  async *stateEntries<T>(prefix: string): AsyncGenerator<[string, T]> {
+    const gte = stateKey(prefix);
+    const lt = Buffer.concat([gte, Buffer.from([0xff])]);
+    for await (const [k, v] of this.db.iterator({ gte, lt })) {
+      yield [k.subarray(1).toString('utf8'), JSON.parse(v.toString()) as T];
+    }
+  }
+
+  /**
+   * Moves the records from `from` to the head into quarantine ('q' keys), kept for
+   * inspection and never shipped. Used on open when the unshipped tail fails verification.
+   */
+  async quarantineFrom(from: Position): Promise<number> {
+    const ops: Op[] = [];
+    for await (const [key, value] of this.db.iterator({
+      gte: recordKey(from.chain, from.seq),
+      lt: Buffer.from('s'),
+    })) {
+      ops.push({ type: 'del', key });
+      const q = Buffer.from(key);
+      q[0] = 0x71; // 'q'
+      ops.push({ type: 'put', key: q, value });
+    }
+    if (ops.length === 0) return 0;
+    await this.db.batch(ops, { sync: true });
+    return ops.length / 2;
+  }
+
+  /**
+   * After quarantine: the head moves back to the last good record so the next
+   * chain names it. Counters are recomputed from what is kept.
+   */
+  async resetHead(to: Head | null): Promise<void> {
+    let bytes = 0;
+    let records = 0;
+    for await (const v of this.db.values({ gte: Buffer.from('r'), lt: Buffer.from('s') })) {
+      bytes += payloadSize(v);
+      records++;
+    }
+    this.appended = { bytes: this.ackedCount.bytes + bytes, records: this.ackedCount.records + records };
+    this.headPos = to ?? this.ackedPos;
+    const h = this.headPos;
+    const ops: Op[] = h
+      ? [
+          {
+            type: 'put',
+            key: META_HEAD,
+            value: Buffer.from(
+              JSON.stringify({
+                chain: h.chain,
+                seq: h.seq.toString(),
+                hash: h.hash.toString('hex'),
+                ...this.appended,
+              }),
+            ),
+          },
+        ]
+      : [{ type: 'del', key: META_HEAD }];
+    await this.db.batch(ops, { sync: true });
+  }
+
+  /** Verifies the kept records from the acked position to the head; the first fault, or null. */
+  async verifyTail(
+    onProgress?: (records: number) => void,
+  ): Promise<{ position: Position; fault: string; detail: string; lastGood: Head | null } | null> {
+    let verifier: ChainVerifier | null = null;
+    let chain = -1;
+    let lastGood: Head | null = this.ackedPos;
+    let n = 0;
+    for await (const r of this.records()) {
+      if (++n % 10_000 === 0) onProgress?.(n);
+      if (r.chain !== chain) {
+        const meta = this.chains.get(r.chain);
+        if (!meta) {
+          return {
+            position: r,
+            fault: 'unknown_chain',
+            detail: `no meta for chain number ${r.chain}`,
+            lastGood,
+          };
+        }
+        const after = this.ackedPos && this.ackedPos.chain === r.chain ? this.ackedPos : null;
+        if (!after && r.seq !== 0n) {
+          return {
+            position: r,
+            fault: 'seq_gap',
+            detail: `chain ${meta.chainId} starts at ${r.seq}, not 0`,
+            lastGood,
+          };
+        }
+        verifier = new ChainVerifier({ agentId: this.opts.agentId, chainId: meta.chainId }, after);
+        chain = r.chain;
+      }
+      const step = verifier!.push(r);
+      if (!step.ok)
+        return {
+          position: { chain: r.chain, seq: step.seq },
+          fault: step.fault,
+          detail: step.detail,
+          lastGood,
+        };
+      lastGood = { chain: r.chain, seq: r.seq, hash: Buffer.from(r.recordHash) };
+    }
+    onProgress?.(n);
+    const h = this.headPos;
+    if (
+      h &&
+      (!lastGood || lastGood.chain !== h.chain || lastGood.seq !== h.seq || !lastGood.hash.equals(h.hash))
+    ) {
+      const at = lastGood && lastGood.chain === h.chain ? lastGood.seq + 1n : 0n;
+      return {
+        position: { chain: h.chain, seq: at },
+        fault: 'truncated',
+        detail: `records end before the recorded head ${h.seq}`,
+        lastGood,
+      };
+    }
+    return null;
+  }
+
+  /** Reclaims the space of acknowledged (deleted) records. */
+  async compact(): Promise<void> {
+    await this.db.compactRange(Buffer.from('r'), Buffer.from('s'));
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    if (this.timer) {
+      clearTimeout(this.timer);
+      void this.flush();
+    }
+    this.wakeSpaceWaiters();
     while (this.writing) await new Promise((r) => setTimeout(r, 1));
     await this.db.close();
   }
+}
+
+/** Moves an unreadable journal directory aside (kept for inspection) so a fresh one can start. */
+export function quarantineDirectory(dir: string): string {
+  const aside = `${dir}.unreadable-${new Date().toISOString().replaceAll(':', '')}`;
+  renameSync(dir, aside);
+  return aside;
 }

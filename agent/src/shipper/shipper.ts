@@ -18,10 +18,12 @@ import {
 } from '@sealtrail/proto';
 import { Counter, Gauge, type Logger, type Registry } from '@sealtrail/telemetry';
 import { type AgentIdentity, signChallenge } from '../identity/identity.js';
-import type { Journal } from '../journal/journal.js';
+import type { Journal, Position } from '../journal/journal.js';
 
 export interface ShipperOptions {
   address: string;
+  credentials: grpc.ChannelCredentials;
+  channelOptions?: grpc.ChannelOptions;
   identity: AgentIdentity;
   journal: Journal;
   agentVersion: string;
@@ -34,7 +36,13 @@ export interface ShipperOptions {
   reconnectMultiplier: number;
   log: Logger;
   registry: Registry;
+  /** Called with the collector's challenge nonce once the stream is authenticated (a checkpoint signs it). */
+  onChallenge?: (nonce: Buffer) => void;
 }
+
+const MIN_BATCH_BYTES = 64 * 1024;
+
+const after = (a: Position, b: Position) => a.chain > b.chain || (a.chain === b.chain && a.seq > b.seq);
 
 type Stream = grpc.ClientDuplexStream<ReturnType<typeof message<typeof StreamRequestSchema>>, StreamResponse>;
 
@@ -51,10 +59,16 @@ export class Shipper {
   private current: Stream | null = null;
   private streaming = false;
   lastAckAt: Date | null = null;
+  /** Current batch byte cap: the configured one, halved each time the collector finds a message too large. */
+  private batchBytes: number;
+  /** Why the collector last refused a stream (shown by readiness and status). */
+  lastRefusal: string | null = null;
   private readonly m;
 
   constructor(private readonly o: ShipperOptions) {
-    this.client = createClient(Ingest, o.address, grpc.credentials.createInsecure(), {
+    this.batchBytes = o.batchMaxBytes;
+    this.client = createClient(Ingest, o.address, o.credentials, {
+      ...o.channelOptions,
       'grpc.keepalive_time_ms': 10_000,
       'grpc.keepalive_timeout_ms': 5_000,
       'grpc.keepalive_permit_without_calls': 1,
@@ -94,6 +108,14 @@ export class Shipper {
 
   start(): void {
     this.running ??= this.loop();
+  }
+
+  /** Waits (at most `timeoutMs`) until the collector acknowledged everything, when connected. */
+  async drain(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.streaming && this.o.journal.backlogRecords > 0 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
   }
 
   async stop(): Promise<void> {
@@ -138,8 +160,9 @@ export class Shipper {
     const { journal, identity, log } = this.o;
     const call = this.client.stream() as Stream;
     this.current = call;
-    let lastSent: bigint | null = null;
-    const inflight: bigint[] = [];
+    let lastSent: Position | null = null;
+    const inflight: Position[] = [];
+    let nonce: Buffer | null = null;
     let pumping = false;
     let ended = false;
     let wake: (() => void) | null = null;
@@ -152,7 +175,7 @@ export class Shipper {
       pumping = true;
       try {
         while (!ended && inflight.length < this.o.maxInflightBatches) {
-          const records = await journal.read(lastSent, this.o.batchMaxRecords, this.o.batchMaxBytes);
+          const records = await journal.read(lastSent, this.o.batchMaxRecords, this.batchBytes);
           if (ended) return;
           if (records.length === 0) {
             await new Promise<void>((r) => {
@@ -161,14 +184,19 @@ export class Shipper {
             wake = null;
             continue;
           }
-          const last = records[records.length - 1]!.seq;
-          const ok = call.write(
-            message(StreamRequestSchema, {
-              body: { case: 'batch', value: { chainId: journal.chainId, records } },
-            }),
+          const last = records[records.length - 1]!;
+          const chainId = journal.chainMeta(last.chain)!.chainId;
+          // A record whose payload was dropped (journal full) travels as its event hash.
+          const wire = records.map((r) =>
+            r.eventBytes
+              ? { seq: r.seq, recordHash: r.recordHash, eventBytes: r.eventBytes }
+              : { seq: r.seq, recordHash: r.recordHash, eventHash: r.eventHash },
           );
-          inflight.push(last);
-          lastSent = last;
+          const ok = call.write(
+            message(StreamRequestSchema, { body: { case: 'batch', value: { chainId, records: wire } } }),
+          );
+          inflight.push({ chain: last.chain, seq: last.seq });
+          lastSent = { chain: last.chain, seq: last.seq };
           this.m.batches.inc();
           this.m.records.inc(records.length);
           if (!ok) await new Promise<void>((r) => call.once('drain', r));
@@ -181,10 +209,48 @@ export class Shipper {
       }
     };
 
+    /** Where to continue: the collector's position when it names one of our chains, else after our last ack. */
+    const resumeFrom = (r: {
+      chainId: string;
+      hasPosition: boolean;
+      resumeAfterSeq: bigint;
+    }): Position | null => {
+      const acked = journal.acked;
+      const head = journal.head;
+      const no = r.chainId ? journal.chainNo(r.chainId) : undefined;
+      let from: Position | null = acked ? { chain: acked.chain, seq: acked.seq } : null;
+      if (no !== undefined && r.hasPosition) {
+        from = { chain: no, seq: r.resumeAfterSeq };
+        if (head && after(from, head)) {
+          log.error(
+            { collector: String(r.resumeAfterSeq), head: String(head.seq) },
+            'collector is ahead of this journal',
+          );
+          from = { chain: head.chain, seq: head.seq };
+        }
+        if (acked === null || after(from, acked)) {
+          // The collector has these durably (its ack may have been lost in a crash).
+          const through = from;
+          ackChain = ackChain
+            .then(() => journal.ack(through))
+            .catch((err) => log.warn({ err: (err as Error).message }, 'resume ack failed'));
+        }
+      }
+      if (acked !== null && (from === null || after(acked, from))) {
+        log.error(
+          { resume_after: String(r.resumeAfterSeq), acked: String(acked.seq) },
+          'collector asks for records it already acknowledged; they are gone from this journal',
+        );
+        from = { chain: acked.chain, seq: acked.seq };
+      }
+      return from;
+    };
+
     const onResponse = (res: StreamResponse) => {
       const body = res.body;
       switch (body.case) {
         case 'challenge':
+          nonce = Buffer.from(body.value.nonce);
           call.write(
             message(StreamRequestSchema, {
               body: {
@@ -195,52 +261,34 @@ export class Shipper {
           );
           return;
         case 'resume': {
-          const r = body.value;
-          const acked = journal.acked;
-          if (r.chainId === journal.chainId && r.hasPosition) {
-            lastSent = r.resumeAfterSeq;
-            const head = journal.head;
-            if (head && lastSent > head.seq) {
-              log.error(
-                { collector: String(lastSent), head: String(head.seq) },
-                'collector is ahead of this journal',
-              );
-              lastSent = head.seq;
-            }
-            if (acked === null || lastSent > acked) {
-              // The collector has these durably (its ack may have been lost in a crash).
-              const through = lastSent;
-              ackChain = ackChain.then(() => journal.ack(through));
-            }
-          } else {
-            lastSent = acked;
-          }
-          if (acked !== null && (lastSent === null || lastSent < acked)) {
-            log.error(
-              { resume_after: String(lastSent), acked: String(acked) },
-              'collector asks for records it already acknowledged; they are gone from this journal',
-            );
-            lastSent = acked;
-          }
+          lastSent = resumeFrom(body.value);
           this.streaming = true;
           this.m.connected.set(1);
           this.m.connects.inc({ result: 'established' });
           log.info(
-            { address: this.o.address, resume_after: lastSent === null ? null : String(lastSent) },
+            { address: this.o.address, resume_after: lastSent === null ? null : String(lastSent.seq) },
             'streaming to collector',
           );
+          if (nonce) this.o.onChallenge?.(nonce);
           void pump();
           return;
         }
         case 'ack': {
-          const through = body.value.throughSeq;
-          while (inflight.length > 0 && inflight[0]! <= through) inflight.shift();
+          const no = journal.chainNo(body.value.chainId);
+          if (no === undefined) {
+            log.error(
+              { chain_id: body.value.chainId },
+              'collector acknowledged a chain this journal does not have',
+            );
+            return;
+          }
+          const through = { chain: no, seq: body.value.throughSeq };
+          while (inflight.length > 0 && !after(inflight[0]!, through)) inflight.shift();
           ackChain = ackChain
             .then(async () => {
-              const before = journal.acked;
+              const before = journal.backlogRecords;
               await journal.ack(through);
-              const n = before === null ? through + 1n : through - before;
-              if (n > 0n) this.m.acked.inc(Number(n));
+              this.m.acked.inc(Math.max(0, before - journal.backlogRecords));
               this.lastAckAt = new Date();
             })
             .catch((err) => log.error({ err }, 'journal ack failed'));
@@ -248,6 +296,7 @@ export class Shipper {
           return;
         }
         case 'refusal':
+          this.lastRefusal = `${body.value.code}: ${body.value.message}`;
           log.error({ code: body.value.code }, `collector refused the stream: ${body.value.message}`);
           return;
       }
@@ -255,7 +304,11 @@ export class Shipper {
 
     const head = journal.head;
     const headMsg = head
-      ? message(ChainHeadSchema, { chainId: journal.chainId, seq: head.seq, recordHash: head.hash })
+      ? message(ChainHeadSchema, {
+          chainId: journal.chainMeta(head.chain)!.chainId,
+          seq: head.seq,
+          recordHash: head.hash,
+        })
       : undefined;
     call.write(
       message(StreamRequestSchema, {
@@ -287,6 +340,14 @@ export class Shipper {
       call.on('error', (err) => finish(err));
       call.on('end', () => finish(new Error('collector closed the stream')));
       call.on('status', (s) => {
+        if (s.code === grpc.status.RESOURCE_EXHAUSTED && this.batchBytes > MIN_BATCH_BYTES) {
+          // The collector takes smaller messages than we send: halve the batch and say so.
+          this.batchBytes = Math.max(MIN_BATCH_BYTES, Math.floor(this.batchBytes / 2));
+          log.error(
+            { batch_max_bytes: this.batchBytes, details: s.details },
+            'collector refused a message as too large; sending smaller batches (lower collector.batch_max_bytes or raise grpc.max_message_bytes on the collector)',
+          );
+        }
         if (s.code !== grpc.status.OK) finish(new Error(`${grpc.status[s.code]}: ${s.details}`));
       });
     });

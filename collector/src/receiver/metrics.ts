@@ -34,6 +34,11 @@ export function receiverMetrics(registry: Registry) {
       labelNames: ['fault'],
       registers,
     }),
+    checkpoints: new Counter({
+      name: 'sealtrail_receiver_checkpoints_verified_total',
+      help: 'Agent checkpoints whose signature verified',
+      registers,
+    }),
     authFailures: new Counter({
       name: 'sealtrail_receiver_auth_failures_total',
       help: 'Streams refused at authentication, by reason',

@@ -3,11 +3,22 @@ import * as grpc from '@grpc/grpc-js';
 import { addService, Ingest } from '@sealtrail/proto';
 import type { Logger, Registry } from '@sealtrail/telemetry';
 import type { AgentState, Spool } from '../spool/spool.js';
+import { enrollHandler } from './enroll.js';
 import { receiverMetrics } from './metrics.js';
 import { type Call, Session } from './session.js';
 
+export interface TlsFiles {
+  cert: Buffer;
+  key: Buffer;
+  /** Mutual TLS: require client certificates signed by this CA. */
+  clientCa?: Buffer;
+}
+
 export interface ReceiverOptions {
   listen: string;
+  /** null: plaintext (development on loopback); agents are then trusted on first use. */
+  tls: TlsFiles | null;
+  tokenSecret: () => Buffer | null;
   spool: Spool;
   log: Logger;
   registry: Registry;
@@ -33,7 +44,7 @@ export class Receiver {
       spool: o.spool,
       log: o.log,
       metrics,
-      trustOnFirstUse: true,
+      trustOnFirstUse: o.tls === null,
       claim: (agentId: string, s: Session) => this.claim(agentId, s),
       release: (agentId: string, s: Session) => {
         if (this.sessions.get(agentId) === s) this.sessions.delete(agentId);
@@ -46,11 +57,7 @@ export class Receiver {
         this.all.add(s);
         void s.run().finally(() => this.all.delete(s));
       },
-      enroll: (_call, callback) =>
-        callback({
-          code: grpc.status.UNIMPLEMENTED,
-          details: 'enrollment is not available in this build; agents are trusted on first use over loopback',
-        }),
+      enroll: enrollHandler({ spool: o.spool, log: o.log, tokenSecret: o.tokenSecret }),
     });
   }
 
@@ -65,22 +72,48 @@ export class Receiver {
     return this.o.spool.getAgent(agentId);
   }
 
+  /**
+   * Changes an agent's stored state (revoke, accept a chain): its live stream is
+   * stopped and drained first, so no commit in flight overwrites the change.
+   */
+  async updateAgent(agentId: string, change: (s: AgentState) => void): Promise<AgentState | undefined> {
+    const live = this.sessions.get(agentId);
+    if (live) {
+      live.cancel('an operator changed this agent');
+      await live.drained().catch(() => undefined);
+    }
+    const state = await this.o.spool.getAgent(agentId);
+    if (!state) return undefined;
+    change(state);
+    await this.o.spool.putAgent(state);
+    return state;
+  }
+
   get isListening(): boolean {
     return this.listening;
   }
 
   async start(): Promise<void> {
+    const tls = this.o.tls;
+    const creds = tls
+      ? grpc.ServerCredentials.createSsl(
+          tls.clientCa ?? null,
+          [{ cert_chain: tls.cert, private_key: tls.key }],
+          !!tls.clientCa,
+        )
+      : grpc.ServerCredentials.createInsecure();
     const port = await new Promise<number>((resolve, reject) =>
-      this.server.bindAsync(this.o.listen, grpc.ServerCredentials.createInsecure(), (err, p) =>
-        err ? reject(err) : resolve(p),
-      ),
+      this.server.bindAsync(this.o.listen, creds, (err, p) => (err ? reject(err) : resolve(p))),
     );
     this.boundAddress = `${this.o.listen.slice(0, this.o.listen.lastIndexOf(':'))}:${port}`;
     this.listening = true;
-    this.o.log.warn(
-      { listen: this.boundAddress },
-      'gRPC listening without TLS (insecure: true); use on loopback only',
-    );
+    if (tls)
+      this.o.log.info({ listen: this.boundAddress, mutual_tls: !!tls.clientCa }, 'gRPC listening with TLS');
+    else
+      this.o.log.warn(
+        { listen: this.boundAddress },
+        'gRPC listening without TLS (insecure: true); agents are trusted on first use: use on loopback only',
+      );
   }
 
   /** Stops taking streams, lets sessions finish what they committed, then closes. */

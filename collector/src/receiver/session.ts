@@ -10,10 +10,10 @@
  *   seq past head + 1              → gap: evidence kept, stream refused
  *   bytes that do not chain        → forged or changed: evidence kept, stream refused
  */
-import { createPublicKey, randomBytes, verify } from 'node:crypto';
+import { createPublicKey, type KeyObject, randomBytes, verify } from 'node:crypto';
 import type * as grpc from '@grpc/grpc-js';
 import { status } from '@grpc/grpc-js';
-import { ChainVerifier, uuidBytes } from '@sealtrail/chain';
+import { ChainVerifier, challengeMessage, checkpointMessage, uuidBytes } from '@sealtrail/chain';
 import { type AuditEvent, decodeEvent } from '@sealtrail/event';
 import {
   type MessageInitShape,
@@ -27,7 +27,6 @@ import type { Logger } from '@sealtrail/telemetry';
 import type { AgentState, IncomingRecord, Spool } from '../spool/spool.js';
 import type { ReceiverMetrics } from './metrics.js';
 
-const CHALLENGE_DOMAIN = Buffer.from('sealtrail/v1/challenge\0', 'utf8');
 const HELLO_TIMEOUT_MS = 10_000;
 
 export type Call = grpc.ServerDuplexStream<StreamRequest, StreamResponse>;
@@ -68,6 +67,7 @@ export class Session {
   private nonce: Buffer | null = null;
   private hello: Extract<StreamRequest['body'], { case: 'hello' }>['value'] | null = null;
   private log: Logger;
+  private publicKey: KeyObject | null = null;
 
   constructor(
     private readonly call: Call,
@@ -136,7 +136,11 @@ export class Session {
     if (!(err instanceof SessionRefused)) this.log.error({ err, agent_id: this.agentId }, 'stream failed');
     this.send({ case: 'refusal', value: { code: r.code, message: r.message } });
     this.done = true;
-    this.call.destroy(
+    // grpc-js ends a server stream with a status when its 'error' event is emitted (it records the
+    // status, then ends the stream after the queued refusal); `destroy(err)` would tear the stream down
+    // without ever sending a status, leaving the agent waiting on a dead stream.
+    this.call.emit(
+      'error',
       Object.assign(new Error(r.message), { code: r.grpcCode, details: `${r.code}: ${r.message}` }),
     );
   }
@@ -205,10 +209,23 @@ export class Session {
     }
     if (!known && !this.deps.trustOnFirstUse) {
       this.deps.metrics.authFailures.inc({ reason: 'unknown_agent' });
-      throw new SessionRefused(status.UNAUTHENTICATED, 'unknown_agent', 'agent is not enrolled');
+      throw new SessionRefused(
+        status.UNAUTHENTICATED,
+        'unknown_agent',
+        `agent ${hello.agentId} is not enrolled; run \`sealtrail-agent enroll\` with a token from \`sealtrail-collector token create\``,
+      );
     }
-    const msg = Buffer.concat([CHALLENGE_DOMAIN, uuidBytes(hello.agentId), this.nonce]);
-    if (!verify(null, msg, publicKeyFromRaw(key), signature)) {
+    if (known?.revoked) {
+      this.deps.metrics.authFailures.inc({ reason: 'revoked' });
+      throw new SessionRefused(
+        status.PERMISSION_DENIED,
+        'revoked',
+        `agent ${hello.agentId} was revoked (${known.revoked.reason})`,
+      );
+    }
+    const msg = challengeMessage(hello.agentId, this.nonce);
+    this.publicKey = publicKeyFromRaw(key);
+    if (!verify(null, msg, this.publicKey, signature)) {
       this.deps.metrics.authFailures.inc({ reason: 'bad_signature' });
       throw new SessionRefused(
         status.UNAUTHENTICATED,
@@ -217,6 +234,14 @@ export class Session {
       );
     }
     this.nonce = null;
+    if (known?.blocked) {
+      const b = known.blocked;
+      throw new SessionRefused(
+        status.FAILED_PRECONDITION,
+        'chain_blocked',
+        `agent's chain ${b.chain_id} is blocked after a ${b.fault} at seq ${b.seq}; an operator must run \`sealtrail-collector agent accept-chain ${hello.agentId}\``,
+      );
+    }
     this.agentId = hello.agentId;
     const now = new Date().toISOString();
     const current = await this.deps.claim(hello.agentId, this);
@@ -247,36 +272,87 @@ export class Session {
     this.log.info({ chain_id: s.chain_id, resume_after: s.seq }, 'agent stream authenticated');
   }
 
+  /** What a record's event says about the chain itself: a bad start, a bad checkpoint signature. */
+  private checkEvent(
+    event: AuditEvent,
+    seq: bigint,
+    chainId: string,
+  ): { fault: string; detail: string } | null {
+    if (seq === 0n && event.type !== 'agent.chain.start') {
+      return { fault: 'bad_chain_start', detail: `record 0 is ${event.type}, not agent.chain.start` };
+    }
+    if (seq !== 0n && event.type === 'agent.chain.start') {
+      return { fault: 'bad_chain_start', detail: `agent.chain.start at seq ${seq}` };
+    }
+    if (event.type === 'agent.checkpoint') {
+      const a = event.attributes ?? {};
+      try {
+        const msg = checkpointMessage({
+          agentId: this.agentId,
+          chainId: String(a.chain_id),
+          seq: BigInt(String(a.seq)),
+          recordHash: Buffer.from(String(a.record_hash), 'hex'),
+          unixMs: Number(a.unix_ms),
+          nonce: Buffer.from(String(a.nonce ?? ''), 'hex'),
+        });
+        const sig = Buffer.from(String(a.signature), 'base64');
+        if (a.chain_id !== chainId || !verify(null, msg, this.publicKey!, sig)) {
+          return {
+            fault: 'bad_checkpoint_signature',
+            detail: `checkpoint at seq ${seq} does not verify with the agent's key`,
+          };
+        }
+      } catch (err) {
+        return {
+          fault: 'bad_checkpoint_signature',
+          detail: `checkpoint at seq ${seq} is malformed: ${(err as Error).message}`,
+        };
+      }
+      this.deps.metrics.checkpoints.inc();
+    }
+    return null;
+  }
+
   private async onBatch(batch: RecordBatch): Promise<void> {
     const state = this.state;
     if (!state)
       throw new SessionRefused(status.UNAUTHENTICATED, 'not_authenticated', 'batch before authentication');
     const m = this.deps.metrics;
     m.batches.inc();
-    let chainId = batch.chainId;
-    const accepted: IncomingRecord[] = [];
-    let lastDuplicate: bigint | null = null;
-    let violation: { fault: string; seq: bigint; detail: string } | null = null;
-    const next = structuredClone(state);
-
-    let verifier: ChainVerifier | null = null;
+    const chainId = batch.chainId;
     try {
       uuidBytes(chainId);
     } catch {
       throw new SessionRefused(status.INVALID_ARGUMENT, 'bad_chain_id', 'batch chain id is not a UUID');
     }
-    if (next.chain_id === chainId) {
-      verifier = new ChainVerifier(
-        { agentId: state.agent_id, chainId },
-        next.seq === null ? null : { seq: BigInt(next.seq), hash: Buffer.from(next.hash!, 'hex') },
-      );
-    }
+    const accepted: IncomingRecord[] = [];
+    let lastDuplicate: bigint | null = null;
+    let violation: { fault: string; seq: bigint; detail: string } | null = null;
+    const resets: Record<string, unknown>[] = [];
+    const next = structuredClone(state);
+    // The current chain continues from its verified head; any other chain must open at record 0.
+    const verifier =
+      next.chain_id === chainId
+        ? new ChainVerifier(
+            { agentId: state.agent_id, chainId },
+            next.seq === null ? null : { seq: BigInt(next.seq), hash: Buffer.from(next.hash!, 'hex') },
+          )
+        : new ChainVerifier({ agentId: state.agent_id, chainId });
+
     for (const r of batch.records) {
-      if (!verifier) {
-        // A chain the collector has not seen: it must open with record 0, `agent.chain.start`.
-        verifier = new ChainVerifier({ agentId: state.agent_id, chainId });
+      const erased = r.eventBytes.length === 0;
+      if (erased && r.eventHash.length !== 32) {
+        violation = {
+          fault: 'missing_payload',
+          seq: r.seq,
+          detail: 'record has neither event bytes nor a 32-byte event hash',
+        };
+        break;
       }
-      const step = verifier.check({ seq: r.seq, recordHash: r.recordHash, eventBytes: r.eventBytes });
+      const rec = erased
+        ? { seq: r.seq, recordHash: r.recordHash, eventHash: r.eventHash }
+        : { seq: r.seq, recordHash: r.recordHash, eventBytes: r.eventBytes };
+      const step = verifier.check(rec);
       if (!step.ok) {
         if (step.fault === 'seq_regression') {
           const stored = await this.deps.spool.recordHashAt(state.agent_id, chainId, r.seq);
@@ -289,29 +365,50 @@ export class Session {
         } else violation = { fault: step.fault, seq: step.seq, detail: step.detail };
         break;
       }
-      let event: AuditEvent;
-      try {
-        event = decodeEvent(r.eventBytes);
-      } catch (err) {
-        violation = { fault: 'invalid_event', seq: r.seq, detail: (err as Error).message };
-        break;
-      }
-      if (r.seq === 0n && event.type !== 'agent.chain.start') {
-        violation = {
-          fault: 'bad_chain_start',
-          seq: 0n,
-          detail: `record 0 is ${event.type}, not agent.chain.start`,
-        };
-        break;
-      }
-      if (r.seq === 0n) {
-        if (next.chain_id && next.chain_id !== chainId) {
-          this.log.warn({ previous_chain: next.chain_id, chain_id: chainId }, 'agent started a new chain');
+      let event: AuditEvent | null = null;
+      if (!erased) {
+        try {
+          event = decodeEvent(r.eventBytes);
+        } catch (err) {
+          violation = { fault: 'invalid_event', seq: r.seq, detail: (err as Error).message };
+          break;
         }
+        const bad = this.checkEvent(event, r.seq, chainId);
+        if (bad) {
+          violation = { ...bad, seq: r.seq };
+          break;
+        }
+      } else if (r.seq === 0n) {
+        violation = { fault: 'bad_chain_start', seq: 0n, detail: 'record 0 has no payload' };
+        break;
+      }
+      if (r.seq === 0n && event) {
+        const previous = (event.attributes?.previous ?? null) as {
+          chain_id?: string;
+          last_seq?: string;
+          last_hash?: string;
+        } | null;
+        const namesHead =
+          next.chain_id === null ||
+          (previous?.chain_id === next.chain_id &&
+            previous.last_seq === next.seq &&
+            previous.last_hash === next.hash);
+        if (!namesHead) {
+          // A new chain that does not continue from what the collector last acknowledged: a reset.
+          resets.push({
+            previous_named: previous,
+            collector_head: { chain_id: next.chain_id, seq: next.seq, hash: next.hash },
+            reason: event.attributes?.reason,
+          });
+        }
+        this.log.info(
+          { previous_chain: next.chain_id, chain_id: chainId, reason: event.attributes?.reason },
+          'agent started a chain',
+        );
         next.chains.push({
           chain_id: chainId,
           first_seen: new Date().toISOString(),
-          previous: event.attributes?.previous ?? null,
+          previous: previous ?? null,
         });
         next.chain_id = chainId;
       }
@@ -323,15 +420,16 @@ export class Session {
         };
         break;
       }
-      verifier.push({ seq: r.seq, recordHash: r.recordHash, eventBytes: r.eventBytes });
+      verifier.push(rec);
       next.seq = String(r.seq);
       next.hash = Buffer.from(step.position.hash).toString('hex');
       accepted.push({
         chainId,
         seq: r.seq,
         recordHash: r.recordHash,
-        eventBytes: r.eventBytes,
-        eventId: event.id,
+        eventBytes: erased ? r.eventHash : r.eventBytes,
+        erased,
+        eventId: event?.id ?? '',
       });
     }
 
@@ -343,33 +441,58 @@ export class Session {
       m.records.inc(accepted.length);
       if (duplicateIds) m.duplicateIds.inc(duplicateIds);
     }
+    for (const reset of resets) {
+      m.violations.inc({ fault: 'reset' });
+      await this.deps.spool.addViolation({
+        time: new Date().toISOString(),
+        agent_id: state.agent_id,
+        chain_id: chainId,
+        seq: '0',
+        fault: 'reset',
+        detail: 'new chain does not name the head the collector last acknowledged',
+        ...reset,
+      });
+      this.log.warn(
+        { chain_id: chainId },
+        'agent chain reset: the new chain does not name the last acknowledged head',
+      );
+    }
     const through = accepted.length > 0 ? accepted[accepted.length - 1]!.seq : lastDuplicate;
     if (through !== null && this.state!.chain_id === chainId) {
       this.send({ case: 'ack', value: { chainId, throughSeq: through } });
     }
     if (violation) {
-      chainId = batch.chainId;
-      m.violations.inc({ fault: violation.fault });
-      const offending = batch.records.find((r) => r.seq === violation!.seq);
+      const v = violation;
+      m.violations.inc({ fault: v.fault });
+      const offending = batch.records.find((r) => r.seq === v.seq);
       await this.deps.spool.addViolation({
         time: new Date().toISOString(),
         agent_id: state.agent_id,
         chain_id: chainId,
-        seq: String(violation.seq),
-        fault: violation.fault,
-        detail: violation.detail,
-        head: { seq: this.state!.seq, hash: this.state!.hash },
+        seq: String(v.seq),
+        fault: v.fault,
+        detail: v.detail,
+        head: { chain_id: this.state!.chain_id, seq: this.state!.seq, hash: this.state!.hash },
         record_hash: offending ? Buffer.from(offending.recordHash).toString('hex') : null,
         event_bytes: offending ? Buffer.from(offending.eventBytes).toString('base64') : null,
       });
+      if (v.fault === 'fork') {
+        // A fork stops this agent's streams until an operator decides which history stands.
+        const since = new Date().toISOString();
+        this.state = {
+          ...this.state!,
+          blocked: { fault: v.fault, chain_id: chainId, seq: String(v.seq), since },
+        };
+        await this.deps.spool.putAgent(this.state);
+      }
       this.log.error(
-        { chain_id: chainId, seq: String(violation.seq), fault: violation.fault },
-        `integrity violation: ${violation.detail}`,
+        { chain_id: chainId, seq: String(v.seq), fault: v.fault },
+        `integrity violation: ${v.detail}`,
       );
       throw new SessionRefused(
         status.FAILED_PRECONDITION,
-        violation.fault,
-        `integrity violation at seq ${violation.seq}: ${violation.detail}`,
+        v.fault,
+        `integrity violation at seq ${v.seq}: ${v.detail}`,
       );
     }
   }

@@ -12,6 +12,7 @@
  *   'd' <exporter name> 0x00 u64be(n)     → JSON DeadLetter                 refused by the destination, with the reason
  *   'r' <exporter name> 0x00 u64be(n)     → JSON DeadLetter                 dead letters queued for replay
  *   'v' u64be(n)                          → JSON integrity violation (evidence)
+ *   't' <token id>                        → JSON {agent_id, used}          used enrollment tokens
  *   'm' <name>                            → meta (next offset, next violation number)
  *
  * Invariants: a commit writes the records, their hashes, the agent's new head and
@@ -46,13 +47,22 @@ export interface AgentState {
   chains: ChainLink[];
   records: number;
   duplicates: number;
+  /** Set when the agent enrolled with a token (absent: trusted on first use over plaintext). */
+  enrolled_at?: string;
+  /** A revoked agent's streams are refused. */
+  revoked?: { at: string; reason: string } | null;
+  /** After a fork its streams are refused until an operator accepts the agent's chain. */
+  blocked?: { fault: string; chain_id: string; seq: string; since: string } | null;
 }
 
 export interface IncomingRecord {
   chainId: string;
   seq: bigint;
   recordHash: Uint8Array;
+  /** Canonical event bytes; for an erased record (payload dropped by the agent), its 32-byte event hash. */
   eventBytes: Uint8Array;
+  erased?: boolean;
+  /** Empty for an erased record. */
   eventId: string;
 }
 
@@ -65,7 +75,14 @@ export interface StoredRecord {
   receivedMs: number;
   /** An event id the collector had already stored: kept in the chain, not exported again. */
   duplicateId: boolean;
+  /** The agent dropped this payload (journal full): `eventBytes` holds the event hash; not exported. */
+  erased: boolean;
   eventBytes: Buffer;
+}
+
+/** Whether exporters deliver a record: not a re-posted event id, not an erased payload. */
+export function isExportable(r: StoredRecord): boolean {
+  return !r.duplicateId && !r.erased;
 }
 
 /** A record an exporter's destination refused for good (a permanent error), kept with the reason. */
@@ -88,6 +105,7 @@ type Op = { type: 'put'; key: Buffer; value: Buffer } | { type: 'del'; key: Buff
 
 const HEADER = 1 + 1 + 16 + 16 + 8 + HASH_BYTES + 8;
 const FLAG_DUPLICATE_ID = 1;
+const FLAG_ERASED = 2;
 const META_NEXT_OFFSET = Buffer.from('mnext_offset');
 const META_NEXT_VIOLATION = Buffer.from('mnext_violation');
 
@@ -125,7 +143,7 @@ export function encodeRecord(
 ): Buffer {
   const out = Buffer.allocUnsafe(HEADER + r.eventBytes.length);
   out[0] = 1; // format version
-  out[1] = duplicateId ? FLAG_DUPLICATE_ID : 0;
+  out[1] = (duplicateId ? FLAG_DUPLICATE_ID : 0) | (r.erased ? FLAG_ERASED : 0);
   uuidBytes(agentId).copy(out, 2);
   uuidBytes(r.chainId).copy(out, 18);
   out.writeBigUInt64BE(r.seq, 34);
@@ -141,6 +159,7 @@ export function decodeRecord(offset: bigint, v: Buffer): StoredRecord {
   return {
     offset,
     duplicateId: (v[1]! & FLAG_DUPLICATE_ID) !== 0,
+    erased: (v[1]! & FLAG_ERASED) !== 0,
     agentId: uuidString(v.subarray(2, 18)),
     chainId: uuidString(v.subarray(18, 34)),
     seq: v.readBigUInt64BE(34),
@@ -248,7 +267,10 @@ export class Spool extends EventEmitter<{ committed: [bigint] }> {
   }
 
   private async writeGroup(group: CommitRequest[]): Promise<void> {
-    const idKeys = group.flatMap((g) => g.records.map((r) => key('i', uuidBytes(r.eventId))));
+    // Erased records have no event id to dedupe on.
+    const idKeys = group.flatMap((g) =>
+      g.records.filter((r) => !r.erased).map((r) => key('i', uuidBytes(r.eventId))),
+    );
     let known: (Buffer | undefined)[];
     try {
       known = idKeys.length > 0 ? await this.db.getMany(idKeys) : [];
@@ -266,17 +288,20 @@ export class Spool extends EventEmitter<{ committed: [bigint] }> {
       const agentBytes = uuidBytes(g.agent.agent_id);
       let dups = 0;
       for (const r of g.records) {
-        const idKey = idKeys[k]!;
-        const idHex = idKey.toString('hex');
-        const prior = known[k];
-        const duplicateId =
-          (prior !== undefined && Number(prior.readBigUInt64BE(8)) >= now - this.dedupeWindowMs) ||
-          seenNow.has(idHex);
-        k++;
-        if (duplicateId) dups++;
-        else {
-          seenNow.add(idHex);
-          ops.push({ type: 'put', key: idKey, value: Buffer.concat([u64(offset), u64(BigInt(now))]) });
+        let duplicateId = false;
+        if (!r.erased) {
+          const idKey = idKeys[k]!;
+          const idHex = idKey.toString('hex');
+          const prior = known[k];
+          k++;
+          duplicateId =
+            (prior !== undefined && Number(prior.readBigUInt64BE(8)) >= now - this.dedupeWindowMs) ||
+            seenNow.has(idHex);
+          if (duplicateId) dups++;
+          else {
+            seenNow.add(idHex);
+            ops.push({ type: 'put', key: idKey, value: Buffer.concat([u64(offset), u64(BigInt(now))]) });
+          }
         }
         ops.push({
           type: 'put',
@@ -415,6 +440,24 @@ export class Spool extends EventEmitter<{ committed: [bigint] }> {
 
   async putCursor(name: string, value: unknown): Promise<void> {
     await this.db.put(key('x', Buffer.from(name)), Buffer.from(JSON.stringify(value)), { sync: true });
+  }
+
+  /** Registers an enrolled agent and spends its token in one batch; false when the token was used already. */
+  async enroll(state: AgentState, tokenId: string): Promise<boolean> {
+    const k = key('t', Buffer.from(tokenId));
+    if ((await this.db.get(k)) !== undefined) return false;
+    await this.db.batch(
+      [
+        {
+          type: 'put',
+          key: k,
+          value: Buffer.from(JSON.stringify({ agent_id: state.agent_id, used: new Date().toISOString() })),
+        },
+        { type: 'put', key: key('a', uuidBytes(state.agent_id)), value: Buffer.from(JSON.stringify(state)) },
+      ],
+      { sync: true },
+    );
+    return true;
   }
 
   /** Forgets event ids older than the dedupe window; returns how many. */

@@ -54,7 +54,9 @@ export async function verifySpool(dataDir: string, onlyAgent?: string): Promise<
           verifiers.set(k, v);
           r.chains++;
         }
-        const step = v.push(rec);
+        const step = v.push(
+          rec.erased ? { seq: rec.seq, recordHash: rec.recordHash, eventHash: rec.eventBytes } : rec,
+        );
         if (!step.ok) {
           r.ok = false;
           r.fault = { chain_id: rec.chainId, seq: String(step.seq), fault: step.fault, detail: step.detail };

@@ -1,2 +1,3 @@
 export * from './hash.js';
+export * from './signing.js';
 export * from './verify.js';

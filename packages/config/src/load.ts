@@ -9,20 +9,26 @@ const ENV_REF = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\$/g;
  * Replaces `${NAME}` and `${NAME:-default}` in every string value (not keys),
  * after YAML parsing so a value can never inject YAML structure. `$$` is a literal `$`.
  */
-export function substituteEnv(value: unknown, env: NodeJS.ProcessEnv, path: PropertyKey[] = []): unknown {
+export function substituteEnv(
+  value: unknown,
+  env: NodeJS.ProcessEnv,
+  path: PropertyKey[] = [],
+  root: unknown = value,
+): unknown {
   if (typeof value === 'string') {
     return value.replace(ENV_REF, (whole, name: string | undefined, fallback: string | undefined) => {
       if (whole === '$$') return '$';
       const v = env[name!];
       if (v !== undefined && v !== '') return v;
       if (fallback !== undefined) return fallback;
-      throw new ConfigError(`${describePath(path)}: environment variable ${name} is not set`);
+      const where = describePath(path, root);
+      throw new ConfigError(`${where === '' ? '' : `${where}: `}environment variable ${name} is not set`);
     });
   }
-  if (Array.isArray(value)) return value.map((v, i) => substituteEnv(v, env, [...path, i]));
+  if (Array.isArray(value)) return value.map((v, i) => substituteEnv(v, env, [...path, i], root));
   if (value && typeof value === 'object') {
     const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(value)) out[k] = substituteEnv(v, env, [...path, k]);
+    for (const [k, v] of Object.entries(value)) out[k] = substituteEnv(v, env, [...path, k], root);
     return out;
   }
   return value;
@@ -62,7 +68,14 @@ export function parseConfig<S extends z.ZodType>(
     throw new ConfigError(`${origin}: invalid YAML: ${doc.errors.map((e) => e.message).join('; ')}`);
   }
   const raw = doc.toJS() ?? {};
-  const substituted = substituteEnv(raw, opts.env ?? process.env);
+  let substituted: unknown;
+  try {
+    substituted = substituteEnv(raw, opts.env ?? process.env);
+  } catch (err) {
+    // Name the file, as every other problem below does.
+    if (err instanceof ConfigError) throw new ConfigError(`${origin}: ${err.message}`, { cause: err });
+    throw err;
+  }
   const r = schema.safeParse(substituted);
   if (!r.success) {
     const lines = r.error.issues.map((i) => formatIssue(i, (p) => describePath(p, substituted)));

@@ -13,9 +13,9 @@ const BYTE_UNITS: Record<string, number> = {
 
 /** `250ms`, `30s`, `5m`, `1h`, `7d` (or a bare number of milliseconds) → milliseconds. */
 export function parseDuration(text: string): number | undefined {
-  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$/i.exec(text);
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$/i.exec(text);
   if (!m) return undefined;
-  return Math.round(Number(m[1]) * DURATION_UNITS[m[2]!.toLowerCase()]!);
+  return Math.round(Number(m[1]) * DURATION_UNITS[(m[2] ?? 'ms').toLowerCase()]!);
 }
 
 /** `512`, `64KiB`, `64MiB`, `1GB` → bytes. */
@@ -53,7 +53,12 @@ export const byteSize = () =>
 export const hostPort = () =>
   z
     .string()
-    .regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'expected "host:port", e.g. "127.0.0.1:7701"');
+    .regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'expected "host:port", e.g. "127.0.0.1:7701"')
+    // Five digits allow 99999; a port is 16 bits.
+    .refine((v) => {
+      const port = /:(\d{1,5})$/.exec(v)?.[1];
+      return port === undefined || Number(port) <= 65535;
+    }, 'port must be at most 65535');
 
 export function splitHostPort(address: string): { host: string; port: number } {
   const i = address.lastIndexOf(':');

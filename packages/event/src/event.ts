@@ -29,7 +29,16 @@ export function validateIngestEvent(input: unknown): ValidationResult<IngestEven
 
 /** RFC 8785 (JCS) bytes: what is hashed, stored, sent and verified. */
 export function canonicalBytes(value: unknown): Buffer {
-  const s = canonicalize(value);
+  let s: string | undefined;
+  try {
+    s = canonicalize(value);
+  } catch (cause) {
+    // NaN, Infinity, a lone surrogate, a BigInt or a cycle: not I-JSON, so no canonical form.
+    const detail = cause instanceof Error ? cause.message : String(cause);
+    throw new SealtrailError('ST_EVENT_NOT_SERIALIZABLE', `event cannot be canonicalized: ${detail}`, {
+      cause,
+    });
+  }
   if (s === undefined) throw new SealtrailError('ST_EVENT_NOT_SERIALIZABLE', 'event cannot be canonicalized');
   return Buffer.from(s, 'utf8');
 }
@@ -61,13 +70,16 @@ export function encodeEvent(event: unknown, maxBytes = DEFAULT_MAX_EVENT_BYTES):
   return { event: v.value, bytes };
 }
 
+// Strict: invalid UTF-8 is an error, not U+FFFD, and a BOM is kept (so JSON.parse refuses it).
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
 /** Parses stored/received canonical bytes back into a validated event. */
 export function decodeEvent(bytes: Uint8Array): AuditEvent {
   let parsed: unknown;
   try {
-    parsed = JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8'));
+    parsed = JSON.parse(utf8.decode(bytes));
   } catch (cause) {
-    throw new SealtrailError('ST_EVENT_MALFORMED', 'event bytes are not JSON', { cause });
+    throw new SealtrailError('ST_EVENT_MALFORMED', 'event bytes are not UTF-8 JSON', { cause });
   }
   const v = validateEvent(parsed);
   if (!v.ok) throw new SealtrailError('ST_EVENT_INVALID', v.errors.join('; '));
@@ -80,6 +92,17 @@ export interface CompleteOptions {
   now?: Date;
 }
 
+/**
+ * RFC 3339 with any offset → UTC `Z`. The fraction of a second is kept exactly as
+ * given (a `Date` would cut it to milliseconds).
+ */
+function toUtcTime(time: string): string {
+  const m = /^(.+T\d{2}:\d{2}:\d{2})(\.\d+)?(Z|[+-]\d{2}:\d{2})$/i.exec(time);
+  if (!m) return new Date(time).toISOString();
+  const whole = new Date(`${m[1]}${m[3]}`).toISOString().replace(/\.\d{3}Z$/, '');
+  return `${whole}${m[2] ?? ''}Z`;
+}
+
 /** Fills what the agent owns (design brief, "Ingest defaults"). */
 export function completeIngestEvent(input: IngestEvent, opts: CompleteOptions): AuditEvent {
   const observed = (opts.now ?? new Date()).toISOString();
@@ -87,7 +110,7 @@ export function completeIngestEvent(input: IngestEvent, opts: CompleteOptions): 
   return {
     ...rest,
     id: id ?? newEventId(),
-    time: time ? new Date(time).toISOString() : observed,
+    time: time ? toUtcTime(time) : observed,
     observed_time: observed,
     host: opts.host,
     source: opts.source,

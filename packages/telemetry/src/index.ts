@@ -1,3 +1,4 @@
 export * from './http.js';
 export * from './logger.js';
 export * from './metrics.js';
+export * from './warnings.js';

@@ -1,6 +1,6 @@
 /**
- * The batcher: reads the spool after a cursor, skips duplicate ids and what the
- * filter rejects, encodes the rest, and closes the batch at `batch_max_records`
+ * The batcher: reads the spool after a cursor, skips duplicate ids, erased
+ * payloads and what the filter rejects, encodes the rest, and closes the batch at `batch_max_records`
  * records, `batch_max_bytes` encoded bytes, or `batch_timeout` after it opened.
  * A record that cannot be encoded (too large for the destination, say) becomes
  * a dead letter here, before anything is sent.
@@ -8,7 +8,7 @@
 import { once } from 'node:events';
 import type { SealtrailError } from '@sealtrail/errors';
 import type { AuditEvent } from '@sealtrail/event';
-import type { DeadLetter, Spool, StoredRecord } from '../../spool/spool.js';
+import { type DeadLetter, isExportable, type Spool, type StoredRecord } from '../../spool/spool.js';
 import type { CommonExporterConfig } from './config.js';
 import { type ExportRecord, toExportRecord } from './record.js';
 
@@ -99,7 +99,8 @@ export class Batcher<T> {
     let bytes = 0;
     let lastOffset = records[0]!.offset - 1n;
     for (const r of records) {
-      if (r.duplicateId) {
+      if (!isExportable(r)) {
+        // a re-posted event id, or a payload the agent erased
         skipped++;
         lastOffset = r.offset;
         continue;

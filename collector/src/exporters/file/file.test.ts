@@ -1,149 +1,269 @@
-import { appendFileSync, existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
+import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { gunzipSync } from 'node:zlib';
-import { afterEach, describe, expect, it } from 'vitest';
+import { RecordHasher, ZERO_HASH } from '@sealtrail/chain';
+import { type AuditEvent, canonicalBytes, newEventId } from '@sealtrail/event';
+import { createLogger, Registry } from '@sealtrail/telemetry';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { type AgentState, type IncomingRecord, Spool } from '../../spool/spool.js';
 import type { Exporter } from '../exporter.js';
-import { conformance, metric, settingsFor, TestSpool, waitUntil } from '../testdata/kit.js';
 import { fileExporterConfigSchema } from './config.js';
+import { encodeNativeLine } from './encode.js';
 import { fileExporter } from './exporter.js';
 
-const KEY = 'file:archive';
+const AGENT_ID = randomUUID();
+const CHAIN_ID = randomUUID();
+const hasher = new RecordHasher({ agentId: AGENT_ID, chainId: CHAIN_ID });
+
+let dir: string;
+let path: string;
+let spool: Spool;
+let agent: AgentState;
+let prev: Buffer;
+let nextSeq: bigint;
+const running: Exporter[] = [];
+
+function event(n: number, fields: Partial<AuditEvent> = {}): AuditEvent {
+  return {
+    id: newEventId(),
+    time: '2026-03-01T10:00:00.000Z',
+    observed_time: '2026-03-01T10:00:00.125Z',
+    category: 'authentication',
+    type: 'auth.login.failure',
+    severity: 'medium',
+    outcome: 'failure',
+    action: 'login',
+    actor: { user: `user${n}`, ip: '198.51.100.7' },
+    host: { id: AGENT_ID, name: 'web-1', os: 'linux' },
+    source: { kind: 'http_ingest', name: 'apps' },
+    message: `login failed for "user${n}" ✓`,
+    attributes: { attempt: n, nested: { ok: false } },
+    ...fields,
+  };
+}
+
+/** Commits events to the spool as verified records of one chain, as the receiver would. */
+async function commit(...events: AuditEvent[]): Promise<void> {
+  const records: IncomingRecord[] = events.map((ev) => {
+    const eventBytes = canonicalBytes(ev);
+    const seq = nextSeq++;
+    const recordHash = hasher.seal(seq, prev, eventBytes);
+    prev = recordHash;
+    return { chainId: CHAIN_ID, seq, recordHash, eventBytes, eventId: ev.id };
+  });
+  await spool.commit(agent, records);
+}
+
+function create(name = 'archive'): Exporter {
+  const e = fileExporter.create(
+    { spool, log: createLogger('test', 'silent'), registry: new Registry() },
+    fileExporterConfigSchema.parse({ type: 'file', name, path, batch_max_records: 3 }),
+  );
+  running.push(e);
+  return e;
+}
+
+async function waitFor(cond: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** Waits until the exporter delivered everything in the spool and recorded it. */
+async function caughtUp(e: Exporter): Promise<void> {
+  await waitFor(() => e.lag() === 0n, 'the exporter to catch up');
+}
+
+async function stop(e: Exporter): Promise<void> {
+  await e.stop();
+  running.splice(running.indexOf(e), 1);
+}
+
+function lines(): Record<string, unknown>[] {
+  const text = readFileSync(path, 'utf8');
+  expect(text === '' || text.endsWith('\n')).toBe(true);
+  return text
+    .split('\n')
+    .filter((l) => l !== '')
+    .map((l) => JSON.parse(l));
+}
+
+beforeEach(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'sealtrail-file-exporter-'));
+  path = join(dir, 'export', 'events.jsonl');
+  spool = new Spool(join(dir, 'spool'));
+  await spool.open();
+  const now = new Date().toISOString();
+  agent = {
+    agent_id: AGENT_ID,
+    public_key: '',
+    hostname: 'web-1',
+    first_seen: now,
+    last_seen: now,
+    chain_id: CHAIN_ID,
+    seq: null,
+    hash: null,
+    chains: [],
+    records: 0,
+    duplicates: 0,
+  };
+  prev = ZERO_HASH;
+  nextSeq = 0n;
+});
+
+afterEach(async () => {
+  for (const e of running.splice(0)) await e.stop();
+  await spool.close();
+  rmSync(dir, { recursive: true, force: true });
+});
 
 describe('file exporter', () => {
-  let ts: TestSpool;
-  let exporter: Exporter | undefined;
-  let path: string;
-  afterEach(async () => {
-    await exporter?.stop();
-    exporter = undefined;
-    await ts?.close();
+  it('writes the native line: the event’s fields plus a sealtrail object', async () => {
+    const events = [event(1), event(2, { resource: { kind: 'user', name: 'root' } })];
+    await commit(...events);
+    const e = create();
+    await e.start();
+    await caughtUp(e);
+
+    const stored = await spool.read(-1n, 10);
+    const got = lines();
+    expect(got).toHaveLength(2);
+    for (const [i, line] of got.entries()) {
+      const { sealtrail, ...fields } = line;
+      expect(fields).toEqual(events[i]);
+      const r = stored[i]!;
+      expect(sealtrail).toEqual({
+        agent_id: AGENT_ID,
+        chain_id: CHAIN_ID,
+        seq: String(i),
+        record_hash: r.recordHash.toString('hex'),
+        received_time: new Date(r.receivedMs).toISOString(),
+      });
+      expect(typeof (sealtrail as { seq: unknown }).seq).toBe('string');
+      expect((sealtrail as { record_hash: string }).record_hash).toMatch(/^[0-9a-f]{64}$/);
+    }
+    // The event's stored bytes are spliced, not re-serialized.
+    const firstLine = readFileSync(path, 'utf8').split('\n')[0]!;
+    const bytes = canonicalBytes(events[0]).toString('utf8');
+    expect(firstLine.startsWith(bytes.slice(0, -1))).toBe(true);
+    expect(`${firstLine}\n`).toBe(encodeNativeLine(stored[0]!).toString('utf8'));
   });
 
-  function config(extra: Record<string, unknown> = {}) {
-    return fileExporterConfigSchema.parse({ type: 'file', name: 'archive', path, ...extra });
-  }
+  it('skips records flagged duplicateId but moves past them', async () => {
+    const retried = event(1);
+    await commit(event(0), retried, event(2), { ...retried }, event(4));
+    const flags = (await spool.read(-1n, 10)).map((r) => r.duplicateId);
+    expect(flags).toEqual([false, false, false, true, false]);
 
-  async function setup() {
-    ts = await new TestSpool().open();
-    path = join(ts.dir, 'export', 'events.jsonl');
-  }
-
-  function lines(file = path): { id: string; sealtrail?: { seq: string } }[] {
-    if (!existsSync(file)) return [];
-    const raw = file.endsWith('.gz') ? gunzipSync(readFileSync(file)).toString() : readFileSync(file, 'utf8');
-    return raw
-      .split('\n')
-      .filter((l) => l !== '')
-      .map((l) => JSON.parse(l));
-  }
-
-  function rotated(): string[] {
-    return readdirSync(join(ts.dir, 'export'))
-      .filter((n) => n !== 'events.jsonl')
-      .sort();
-  }
-
-  it('passes the conformance checks', async () => {
-    await setup();
-    await conformance((s) => fileExporter.create(s, config()));
-  });
-
-  it('writes native lines exactly once across a crash that left unrecorded bytes', async () => {
-    await setup();
-    const events = await ts.addMany(10);
-    const s = settingsFor(ts.spool);
-    exporter = fileExporter.create(s, config());
-    await exporter.start();
-    await waitUntil('cursor at 9', async () => (await ts.cursor(KEY)) === '9');
-    await exporter.stop();
-    appendFileSync(path, '{"id":"written but never recorded"}\n{"half a li');
-    const more = await ts.addMany(5);
-    exporter = fileExporter.create(settingsFor(ts.spool), config());
-    await exporter.start();
-    await waitUntil('cursor at 14', async () => (await ts.cursor(KEY)) === '14');
-    expect(lines().map((l) => l.id)).toEqual([...events, ...more].map((e) => e.id));
-    expect(lines()[0]!.sealtrail).toMatchObject({ seq: '0' });
-    expect(await metric(s.registry, 'sealtrail_exporter_events_sent_total', { exporter: 'archive' })).toBe(
-      10,
-    );
-  });
-
-  it('rotates by size, gzips rotated files and keeps only keep_files of them', async () => {
-    await setup();
-    const events = await ts.addMany(60);
-    exporter = fileExporter.create(
-      settingsFor(ts.spool),
-      config({ batch_max_records: 5, rotate_max_bytes: 4000, keep_files: 3 }),
-    );
-    await exporter.start();
-    await waitUntil('cursor at 59', async () => (await ts.cursor(KEY)) === '59');
-    // Compression runs beside delivery; a stop would leave the newest for the next start.
-    await waitUntil('rotated files compressed and pruned', () => {
-      const r = rotated();
-      const pending = !existsSync(path) || statSync(path).size >= 4000;
-      return !pending && r.length === 3 && r.every((f) => f.endsWith('.gz'));
+    const e = create();
+    await e.start();
+    await caughtUp(e);
+    const got = lines();
+    expect(got.map((l) => (l.sealtrail as { seq: string }).seq)).toEqual(['0', '1', '2', '4']);
+    expect(got.filter((l) => l.id === retried.id)).toHaveLength(1);
+    expect(await spool.getCursor('file:archive')).toMatchObject({
+      offset: '4',
+      file_bytes: statSync(path).size,
     });
-    await exporter.stop();
-    exporter = undefined;
-    const files = rotated();
-    expect(files.length).toBe(3);
-    for (const f of files) expect(f).toMatch(/^events-\d{8}T\d{6}\.\d{3}Z(-\d+)?\.jsonl\.gz$/);
-    // What is left is a contiguous, duplicate-free tail of the stream, each file cut at a batch boundary.
-    const kept = [...files.flatMap((f) => lines(join(ts.dir, 'export', f))), ...lines()].map((l) => l.id);
-    const ids = events.map((e) => e.id);
-    expect(kept).toEqual(ids.slice(ids.length - kept.length));
-    for (const f of files) expect(lines(join(ts.dir, 'export', f)).length % 5).toBe(0);
-    expect(statSync(path).size).toBeLessThan(4000);
   });
 
-  it('rotates by time even when no new events come', async () => {
-    await setup();
-    await ts.addMany(3);
-    exporter = fileExporter.create(settingsFor(ts.spool), config({ rotate_interval: 300, compress: false }));
-    await exporter.start();
-    await waitUntil('rotated and reopened', () => rotated().length === 1 && existsSync(path), 5000);
-    expect(lines(join(ts.dir, 'export', rotated()[0]!))).toHaveLength(3);
-    expect(statSync(path).size).toBe(0);
-    await new Promise((r) => setTimeout(r, 700));
-    expect(rotated()).toHaveLength(1); // an empty file is not rotated
+  it('delivers records committed while it runs, in spool order', async () => {
+    const e = create();
+    await e.start();
+    await caughtUp(e);
+    expect(existsSync(path)).toBe(true);
+    expect(lines()).toEqual([]);
+    for (let i = 0; i < 4; i++) await commit(event(i * 2), event(i * 2 + 1));
+    await caughtUp(e);
+    expect(lines().map((l) => (l.actor as { user: string }).user)).toEqual(
+      Array.from({ length: 8 }, (_, i) => `user${i}`),
+    );
   });
 
-  it('finishes a rotation a crash interrupted, cutting unrecorded bytes first', async () => {
-    await setup();
-    const events = await ts.addMany(3);
-    exporter = fileExporter.create(settingsFor(ts.spool), config({ compress: false }));
-    await exporter.start();
-    await waitUntil('cursor at 2', async () => (await ts.cursor(KEY)) === '2');
-    await exporter.stop();
+  it('resumes after its cursor on restart', async () => {
+    await commit(event(0), event(1), event(2), event(3));
+    const e1 = create();
+    await e1.start();
+    await caughtUp(e1);
+    await stop(e1);
     const size = statSync(path).size;
-    // The crash: the cursor said "rotating", the rename never happened, and a later write left bytes.
-    await ts.spool.commitExport({
-      exporter: 'archive',
-      cursorKey: KEY,
-      cursor: { offset: '2', file_bytes: size, rotating_to: 'events-20260101T000000.000Z.jsonl' },
-    });
-    appendFileSync(path, '{"id":"partial"}\n');
-    const more = await ts.addMany(2);
-    exporter = fileExporter.create(settingsFor(ts.spool), config({ compress: false }));
-    await exporter.start();
-    await waitUntil('cursor at 4', async () => (await ts.cursor(KEY)) === '4');
-    expect(lines(join(ts.dir, 'export', 'events-20260101T000000.000Z.jsonl')).map((l) => l.id)).toEqual(
-      events.map((e) => e.id),
-    );
-    expect(lines().map((l) => l.id)).toEqual(more.map((e) => e.id));
+    expect(await spool.getCursor('file:archive')).toMatchObject({ offset: '3', file_bytes: size });
+
+    await commit(event(4), event(5));
+    const e2 = create();
+    await e2.start();
+    expect(e2.lag()).toBe(2n);
+    await caughtUp(e2);
+    const seqs = lines().map((l) => (l.sealtrail as { seq: string }).seq);
+    expect(seqs).toEqual(['0', '1', '2', '3', '4', '5']);
   });
 
-  it('writes ECS lines for the categories it is asked for', async () => {
-    await setup();
-    const events = await ts.addMany(4, (i) => ({ category: i % 2 === 0 ? 'authentication' : 'application' }));
-    exporter = fileExporter.create(
-      settingsFor(ts.spool),
-      config({ schema: 'ecs', filter: { categories: ['authentication'] } }),
-    );
-    await exporter.start();
-    await waitUntil('cursor at 3', async () => (await ts.cursor(KEY)) === '3');
-    const out = lines() as unknown as { event: { id: string }; '@timestamp': string }[];
-    expect(out.map((l) => l.event.id)).toEqual([events[0]!.id, events[2]!.id]);
-    expect(out[0]!['@timestamp']).toBe(events[0]!.time);
+  it('cuts bytes written past the cursor before a crash and writes no line twice', async () => {
+    await commit(event(0), event(1), event(2));
+    const e1 = create();
+    await e1.start();
+    await caughtUp(e1);
+    await stop(e1);
+    const cursor = await spool.getCursor<{ offset: string; file_bytes: number }>('file:archive');
+    expect(cursor).toMatchObject({ offset: '2', file_bytes: statSync(path).size });
+
+    // More records arrive; the exporter "crashed" after writing some of them (a whole line and
+    // a torn one) but before it recorded its cursor.
+    await commit(event(3), event(4));
+    const [r3, r4] = await spool.read(2n, 10);
+    const torn = encodeNativeLine(r4!).subarray(0, 40);
+    appendFileSync(path, Buffer.concat([encodeNativeLine(r3!), torn]));
+    expect(statSync(path).size).toBeGreaterThan(cursor!.file_bytes);
+
+    const e2 = create();
+    await e2.start();
+    await caughtUp(e2);
+    const got = lines();
+    expect(got.map((l) => (l.sealtrail as { seq: string }).seq)).toEqual(['0', '1', '2', '3', '4']);
+    expect(new Set(got.map((l) => l.id)).size).toBe(5);
+    expect(await spool.getCursor('file:archive')).toMatchObject({
+      offset: '4',
+      file_bytes: statSync(path).size,
+    });
+  });
+
+  it('cuts plain garbage past the cursor when nothing new arrived', async () => {
+    await commit(event(0), event(1));
+    const e1 = create();
+    await e1.start();
+    await caughtUp(e1);
+    await stop(e1);
+    const before = readFileSync(path);
+    appendFileSync(path, Buffer.from('\x00\xffnot a line{"id":'));
+
+    const e2 = create();
+    await e2.start();
+    await caughtUp(e2);
+    await stop(e2);
+    expect(readFileSync(path).equals(before)).toBe(true);
+    expect(lines()).toHaveLength(2);
+  });
+
+  it('keeps a cursor per exporter name', async () => {
+    await commit(event(0), event(1));
+    const a = create('a');
+    await a.start();
+    await caughtUp(a);
+    await stop(a);
+    expect(await spool.getCursor('file:a')).toMatchObject({ offset: '1' });
+    expect(await spool.getCursor('file:b')).toBeUndefined();
+  });
+
+  it('stops without having started, and stops twice', async () => {
+    const e = create();
+    await e.stop();
+    await e.stop();
+    const s = create();
+    await s.start();
+    await s.stop();
+    await s.stop();
   });
 });

@@ -254,6 +254,15 @@ export declare type Record = Message<"sealtrail.v1.Record"> & {
    * @generated from field: bytes event_bytes = 3;
    */
   eventBytes: Uint8Array;
+
+  /**
+   * Set instead of event_bytes when the agent dropped the payload (journal full,
+   * on_full: drop_oldest): the chain still verifies, and a sealed
+   * agent.journal.gap event names the range.
+   *
+   * @generated from field: bytes event_hash = 4;
+   */
+  eventHash: Uint8Array;
 };
 
 /**
@@ -332,11 +341,15 @@ export declare const RefusalSchema: GenMessage<Refusal>;
  */
 export declare type EnrollRequest = Message<"sealtrail.v1.EnrollRequest"> & {
   /**
+   * The one-time token from `sealtrail-collector token create`.
+   *
    * @generated from field: string token = 1;
    */
   token: string;
 
   /**
+   * Raw 32-byte Ed25519 public key: every later stream must prove this key.
+   *
    * @generated from field: bytes public_key = 2;
    */
   publicKey: Uint8Array;
@@ -345,6 +358,13 @@ export declare type EnrollRequest = Message<"sealtrail.v1.EnrollRequest"> & {
    * @generated from field: string hostname = 3;
    */
   hostname: string;
+
+  /**
+   * The agent's id (a UUID it made on first start).
+   *
+   * @generated from field: string agent_id = 4;
+   */
+  agentId: string;
 };
 
 /**

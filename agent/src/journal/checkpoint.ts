@@ -1,0 +1,140 @@
+/**
+ * Signed checkpoints (design brief): every `everyEvents` records or `everyMs`,
+ * every `idleMs` even when nothing happened (so silence is visible), on
+ * shutdown, and when the collector challenges. Each is Ed25519 over
+ * checkpointMessage(...) and is appended to the chain as `agent.checkpoint`,
+ * so a checkpoint is itself sealed.
+ *
+ * After each checkpoint is durable, its position is written to an anchor file
+ * beside the journal (temp → fsync → rename). A journal later found *behind*
+ * its anchor was rolled back (its files replaced by an older copy).
+ */
+import { sign } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { checkpointMessage } from '@sealtrail/chain';
+import type { AuditEvent } from '@sealtrail/event';
+import type { Logger } from '@sealtrail/telemetry';
+import { type AgentIdentity, writeFileAtomic } from '../identity/identity.js';
+import { checkpointEvent } from './events.js';
+import type { Journal } from './journal.js';
+
+export interface Anchor {
+  chain_id: string;
+  seq: string;
+  hash: string;
+}
+
+export function readAnchor(file: string): Anchor | null {
+  try {
+    return JSON.parse(readFileSync(file, 'utf8')) as Anchor;
+  } catch {
+    return null;
+  }
+}
+
+export interface CheckpointerOptions {
+  journal: Journal;
+  identity: AgentIdentity;
+  host: AuditEvent['host'];
+  anchorFile: string;
+  everyEvents: number;
+  everyMs: number;
+  idleMs: number;
+  log: Logger;
+  onCheckpoint?: () => void;
+}
+
+export class Checkpointer {
+  private timer: NodeJS.Timeout | null = null;
+  private lastSeq: bigint | null = null;
+  private lastChain: number | null = null;
+  private lastAt = Date.now();
+  private busy: Promise<void> = Promise.resolve();
+  private stopped = false;
+
+  constructor(private readonly o: CheckpointerOptions) {}
+
+  start(): void {
+    const h = this.o.journal.head;
+    this.lastSeq = h?.seq ?? null;
+    this.lastChain = h?.chain ?? null;
+    this.timer = setInterval(() => this.tick(), Math.min(1000, this.o.everyMs, this.o.idleMs)).unref();
+    this.o.journal.on('appended', this.onAppended);
+  }
+
+  private onAppended = () => {
+    if (this.recordsSince() >= this.o.everyEvents) void this.checkpoint('every_events');
+  };
+
+  private recordsSince(): number {
+    const h = this.o.journal.head;
+    if (!h) return 0;
+    if (this.lastSeq === null || h.chain !== this.lastChain) return Number(h.seq) + 1;
+    return Number(h.seq - this.lastSeq);
+  }
+
+  private tick(): void {
+    const elapsed = Date.now() - this.lastAt;
+    if (this.recordsSince() > 0 && elapsed >= this.o.everyMs) void this.checkpoint('every_seconds');
+    else if (elapsed >= this.o.idleMs) void this.checkpoint('idle');
+  }
+
+  /** Signs the current head and seals the checkpoint; `nonce` is the collector's challenge, if any. */
+  checkpoint(reason: string, nonce: Buffer = Buffer.alloc(0)): Promise<void> {
+    const run = this.busy.then(() => this.write(reason, nonce));
+    this.busy = run.catch((err) => this.o.log.warn({ err: (err as Error).message }, 'checkpoint failed'));
+    return run;
+  }
+
+  private async write(reason: string, nonce: Buffer): Promise<void> {
+    if (this.stopped && reason !== 'shutdown') return;
+    const { journal, identity } = this.o;
+    const head = journal.head;
+    if (!head) return;
+    const chainId = journal.chainMeta(head.chain)!.chainId;
+    const unixMs = Date.now();
+    const msg = checkpointMessage({
+      agentId: identity.agentId,
+      chainId,
+      seq: head.seq,
+      recordHash: head.hash,
+      unixMs,
+      nonce,
+    });
+    const signature = sign(null, msg, identity.privateKey);
+    this.lastAt = unixMs;
+    const ev = checkpointEvent(this.o.host, {
+      chainId,
+      seq: head.seq,
+      recordHash: head.hash,
+      unixMs,
+      nonce,
+      signature,
+      reason,
+    });
+    const range = await journal.append({ events: [ev] });
+    const now = journal.head!;
+    this.lastSeq = range.last;
+    this.lastChain = now.chain;
+    const hash = await journal.recordHashAt(now.chain, range.last);
+    if (hash) {
+      const cpChain = journal.chainMeta(now.chain)!.chainId;
+      writeFileAtomic(
+        this.o.anchorFile,
+        JSON.stringify({ chain_id: cpChain, seq: String(range.last), hash: hash.toString('hex') }),
+        0o600,
+      );
+    }
+    this.o.onCheckpoint?.();
+  }
+
+  /** A last checkpoint, then no more. */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    if (this.timer) clearInterval(this.timer);
+    this.o.journal.off('appended', this.onAppended);
+    await this.busy;
+    await this.checkpoint('shutdown').catch(() => undefined);
+  }
+}

@@ -1,0 +1,99 @@
+// Journal benchmark (printed, not asserted): sealed appends with durable group
+// commit, offline verification, open time with a large backlog, and RSS.
+// Env: BENCH_JOURNAL_RECORDS (default 5,000,000), BENCH_JOURNAL_PRODUCERS (default 4).
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chainStartEvent, Journal, journalPaths, loadOrCreateIdentity } from '@sealtrail/agent';
+import { canonicalBytes, newEventId } from '@sealtrail/event';
+
+const TOTAL = Number(process.env.BENCH_JOURNAL_RECORDS ?? 5_000_000);
+const PRODUCERS = Number(process.env.BENCH_JOURNAL_PRODUCERS ?? 8);
+const BATCH = 500;
+
+const dataDir = mkdtempSync(join(tmpdir(), 'sealtrail-bench-journal-'));
+const identity = loadOrCreateIdentity(dataDir);
+const host = { id: identity.agentId, name: 'bench', os: 'linux' };
+const paths = journalPaths(dataDir);
+const make = () =>
+  new Journal({
+    dir: paths.journal,
+    agentId: identity.agentId,
+    hooks: { chainStart: (s) => chainStartEvent(host, identity.publicKey, s) },
+    limits: { maxBytes: 64 * 1024 ** 3, maxRecords: 1e12 },
+    commitWindowMs: 2,
+  });
+
+// One ~400-byte canonical event, as in the rsyslog peer workload; ids differ per event.
+const template = (() => {
+  const now = new Date().toISOString();
+  return {
+    time: now,
+    observed_time: now,
+    category: 'application',
+    type: 'app.bench.event',
+    severity: 'info',
+    outcome: 'success',
+    action: 'write',
+    host,
+    source: { kind: 'http_ingest', name: 'bench' },
+    message: 'x'.repeat(120),
+  };
+})();
+const sample = canonicalBytes({ ...template, id: newEventId() });
+// Payloads are made before the clock starts: this measures the journal, not event building.
+const pool = Array.from({ length: 20_000 }, () => canonicalBytes({ ...template, id: newEventId() }));
+const rss = () => Math.round(process.memoryUsage().rss / 1024 / 1024);
+
+try {
+  let journal = make();
+  await journal.open();
+  let next = 0;
+  const started = performance.now();
+  let lastReport = started;
+  async function producer() {
+    while (next < TOTAL) {
+      const n = Math.min(BATCH, TOTAL - next);
+      next += n;
+      const at = next % (pool.length - BATCH);
+      const events = pool.slice(at, at + n);
+      await journal.append({ events });
+      const now = performance.now();
+      if (now - lastReport > 5000) {
+        lastReport = now;
+        console.error(`  … ${next} appended`);
+      }
+    }
+  }
+  await Promise.all(Array.from({ length: PRODUCERS }, producer));
+  const appendS = (performance.now() - started) / 1000;
+  const fsyncs = journal.fsyncs;
+  const rssAfterAppend = rss();
+  await journal.close();
+
+  let t = performance.now();
+  journal = make();
+  await journal.open({ startChain: false });
+  const openS = (performance.now() - t) / 1000;
+
+  t = performance.now();
+  const fault = await journal.verifyTail();
+  const verifyS = (performance.now() - t) / 1000;
+  await journal.close();
+  if (fault) throw new Error(`benchmark journal does not verify: ${JSON.stringify(fault)}`);
+
+  const fmt = (n) => Math.round(n).toLocaleString('en-US');
+  console.log(
+    `journal benchmark — ${fmt(TOTAL)} events of ${sample.length} canonical bytes, ${PRODUCERS} producers, batches of ${BATCH}`,
+  );
+  console.log(
+    `  append (sealed, fsynced group commit): ${fmt(TOTAL / appendS)} events/s  (${appendS.toFixed(1)} s, ${fmt(fsyncs)} fsyncs)`,
+  );
+  console.log(`  open with ${fmt(TOTAL)} unshipped records: ${(openS * 1000).toFixed(0)} ms`);
+  console.log(
+    `  verify (recompute every hash):         ${fmt(TOTAL / verifyS)} records/s  (${verifyS.toFixed(1)} s)`,
+  );
+  console.log(`  RSS after appends: ${rssAfterAppend} MB`);
+} finally {
+  rmSync(dataDir, { recursive: true, force: true });
+}

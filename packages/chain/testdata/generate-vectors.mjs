@@ -1,0 +1,152 @@
+#!/usr/bin/env node
+/**
+ * Writes vectors.json beside this file: a short, fixed chain whose canonical
+ * event bytes, event hashes and record hashes another implementation can check
+ * itself against (see README.md). It uses the built packages, so run
+ * `npm run build` first, then from the repository root:
+ *
+ *   node packages/chain/testdata/generate-vectors.mjs          # rewrite vectors.json
+ *   node packages/chain/testdata/generate-vectors.mjs --check  # exit 1 if it would change
+ *
+ * Everything here is fixed (ids, times, keys), so the output is deterministic.
+ */
+import { readFileSync, writeFileSync } from 'node:fs';
+import { eventHash, RecordHasher, ZERO_HASH } from '@sealtrail/chain';
+import { canonicalBytes, validateEvent } from '@sealtrail/event';
+
+const AGENT_ID = '5d1e6f0a-7b2c-4d3e-8f4a-9b0c1d2e3f4a';
+const CHAIN_ID = '0b9d8c7e-6f5a-4b3c-9d2e-1f0a9b8c7d6e';
+const HOST = { id: AGENT_ID, name: 'vector-host', os: 'linux' };
+// An Ed25519 public key (32 bytes), fixed for the vectors: 00 01 02 … 1f.
+const PUBLIC_KEY = Buffer.from(Array.from({ length: 32 }, (_, i) => i)).toString('base64');
+
+const events = [
+  {
+    id: '01936c2e-8a00-7000-8000-000000000000',
+    time: '2024-11-20T10:00:00.000Z',
+    observed_time: '2024-11-20T10:00:00.000Z',
+    category: 'agent',
+    type: 'agent.chain.start',
+    severity: 'info',
+    outcome: 'success',
+    action: 'start',
+    host: HOST,
+    source: { kind: 'agent', name: 'agent' },
+    message: `chain ${CHAIN_ID} started (first_start)`,
+    attributes: { chain_id: CHAIN_ID, public_key: PUBLIC_KEY, previous: null, reason: 'first_start' },
+  },
+  {
+    id: '01936c2e-8de8-7001-8000-000000000001',
+    time: '2024-11-20T10:00:01Z',
+    observed_time: '2024-11-20T10:00:01.250Z',
+    category: 'authentication',
+    type: 'auth.login.failure',
+    severity: 'medium',
+    outcome: 'failure',
+    actor: { user: 'alice', ip: '203.0.113.7', session_id: 'ssh-4711' },
+    action: 'login',
+    resource: { kind: 'user', name: 'alice', id: '1000' },
+    host: HOST,
+    source: { kind: 'log_tail', name: 'auth' },
+    message: 'Failed password for alice from 203.0.113.7 port 50022 ssh2',
+  },
+  {
+    id: '01936c2e-91d0-7002-8000-000000000002',
+    time: '2024-11-20T10:00:02.123456Z',
+    observed_time: '2024-11-20T10:00:02.200Z',
+    category: 'file',
+    type: 'file.modified',
+    severity: 'high',
+    outcome: 'success',
+    action: 'write',
+    resource: { kind: 'file', name: '/etc/sudoers' },
+    host: HOST,
+    source: { kind: 'fim', name: 'etc' },
+    attributes: {
+      after: { mode: '0440', sha256: 'b'.repeat(64), size: 1024 },
+      before: { mode: '0440', sha256: 'a'.repeat(64), size: 1000 },
+    },
+  },
+  {
+    id: '01936c2e-95b8-7003-8000-000000000003',
+    time: '2024-11-20T10:00:03Z',
+    observed_time: '2024-11-20T10:00:03.001Z',
+    category: 'application',
+    type: 'app.user.renamed',
+    severity: 'low',
+    outcome: 'success',
+    actor: { user: 'zoë', request_id: 'req-7' },
+    action: 'rename',
+    host: HOST,
+    source: { kind: 'http_ingest', name: 'app' },
+    // Non-ASCII, an astral character, control characters that JCS escapes, and a quote.
+    message: 'renamed "Jürgen" → "Jürgen 😀"\n\ttab\u0001',
+    // Keys whose JCS order differs from insertion order; numbers JCS formats specially.
+    attributes: {
+      z: [3, 2, 1],
+      é: 'e-acute',
+      A: 'upper',
+      a: 'lower',
+      numbers: [1e21, 1e-7, 0.1, -0, 1.5, 100, -42],
+      nested: { ok: true, missing: null, list: [{ b: 2, a: 1 }] },
+    },
+  },
+  {
+    id: '01936c2e-99a0-7004-8000-000000000004',
+    time: '2024-11-20T10:00:04Z',
+    observed_time: '2024-11-20T10:00:04Z',
+    category: 'network',
+    type: 'inventory.port.opened',
+    severity: 'info',
+    outcome: 'unknown',
+    action: 'listen',
+    resource: { kind: 'port', name: 'tcp/8080', id: '8080' },
+    host: HOST,
+    source: { kind: 'inventory', name: 'ports' },
+    attributes: { pid: 4242, process: 'python3', address: '0.0.0.0' },
+  },
+];
+
+const hasher = new RecordHasher({ agentId: AGENT_ID, chainId: CHAIN_ID });
+let prev = ZERO_HASH;
+const records = events.map((event, seq) => {
+  const v = validateEvent(event);
+  if (!v.ok) throw new Error(`vector event ${seq} is invalid: ${v.errors.join('; ')}`);
+  const bytes = canonicalBytes(event);
+  const evHash = eventHash(bytes);
+  const recHash = hasher.hash(BigInt(seq), prev, evHash);
+  const out = {
+    seq: String(seq),
+    // The event as a JSON value (JSON.parse of `canonical`); `canonical` is authoritative.
+    event: JSON.parse(bytes.toString('utf8')),
+    canonical: bytes.toString('utf8'),
+    event_hash: evHash.toString('hex'),
+    prev_hash: prev.toString('hex'),
+    record_hash: recHash.toString('hex'),
+  };
+  prev = recHash;
+  return out;
+});
+
+const vectors = {
+  description:
+    'Sealtrail chain test vectors: see README.md in this folder for the formulas. Generated by generate-vectors.mjs.',
+  record_domain: 'sealtrail/v1/record',
+  agent_id: AGENT_ID,
+  chain_id: CHAIN_ID,
+  records,
+  head: { seq: records.at(-1).seq, record_hash: records.at(-1).record_hash },
+};
+
+const file = new URL('./vectors.json', import.meta.url);
+const text = `${JSON.stringify(vectors, null, 2)}\n`;
+if (process.argv.includes('--check')) {
+  if (readFileSync(file, 'utf8') !== text) {
+    console.error('vectors.json is out of date: run node packages/chain/testdata/generate-vectors.mjs');
+    process.exit(1);
+  }
+  console.log('vectors.json is up to date');
+} else {
+  writeFileSync(file, text);
+  console.log(`wrote ${records.length} records to ${file.pathname}`);
+}
