@@ -24,7 +24,20 @@ describe('collector config', () => {
       grpc: { listen: '127.0.0.1:7701', insecure: true, max_message_bytes: 16 * 1024 * 1024 },
       http: { listen: '127.0.0.1:7700' },
       exporters: [
-        { type: 'file', name: 'archive', path: '.sealtrail/export/events.jsonl', batch_max_records: 1000 },
+        {
+          type: 'file',
+          name: 'archive',
+          path: '.sealtrail/export/events.jsonl',
+          filter: { min_severity: 'info' },
+          schema: 'native',
+          batch_max_records: 1000,
+          batch_max_bytes: 8 * 1024 * 1024,
+          batch_timeout: 0,
+          retry_initial_backoff: 500,
+          retry_max_backoff: 60_000,
+          compress: true,
+          keep_files: 0,
+        },
       ],
     });
   });
