@@ -32,7 +32,20 @@ describe('collector config', () => {
       pki: {},
       enrollment: { token_ttl: 86_400_000 },
       exporters: [
-        { type: 'file', name: 'archive', path: '.sealtrail/export/events.jsonl', batch_max_records: 1000 },
+        {
+          type: 'file',
+          name: 'archive',
+          path: '.sealtrail/export/events.jsonl',
+          filter: { min_severity: 'info' },
+          schema: 'native',
+          batch_max_records: 1000,
+          batch_max_bytes: 8 * 1024 * 1024,
+          batch_timeout: 0,
+          retry_initial_backoff: 500,
+          retry_max_backoff: 60_000,
+          compress: true,
+          keep_files: 0,
+        },
       ],
     });
   });

@@ -5,6 +5,7 @@ import { quietKnownWarnings } from '@sealtrail/telemetry';
 import { Command, CommanderError } from 'commander';
 import { Collector } from './collector.js';
 import { loadCollectorConfig, pkiDir } from './config.js';
+import { formatDeadLetter, listDeadLetters, replayDeadLetters } from './exporters/deadletter.js';
 import { initPki, pkiPaths } from './pki/pki.js';
 import { createToken, readTokenSecret } from './pki/tokens.js';
 import { verifySpool } from './spool/verify.js';
@@ -75,6 +76,53 @@ function program(): Command {
       }
       if (!report.ok) process.exitCode = 1;
     });
+
+  const dataDirOf = (opts: { dataDir?: string; config?: string }): string => {
+    if (opts.dataDir) return opts.dataDir;
+    if (opts.config) return loadCollectorConfig(opts.config).collector.data_dir;
+    throw new ConfigError('deadletter: give --data-dir DIR or --config FILE');
+  };
+  const deadletter = cmd
+    .command('deadletter')
+    .description(
+      "events an exporter's destination refused for good, kept with the reason (collector stopped)",
+    );
+  deadletter
+    .command('list')
+    .description('list dead letters, oldest first')
+    .option('-d, --data-dir <dir>', 'the collector data_dir')
+    .option('-c, --config <file>', 'collector YAML config (for its data_dir)')
+    .option('--exporter <name>', 'only this exporter')
+    .option('--queued', 'list those queued for replay instead')
+    .option('--json', 'one JSON object per line')
+    .action(
+      async (opts: {
+        dataDir?: string;
+        config?: string;
+        exporter?: string;
+        queued?: boolean;
+        json?: boolean;
+      }) => {
+        const letters = await listDeadLetters(dataDirOf(opts), opts);
+        for (const d of letters) console.log(opts.json ? JSON.stringify(d) : formatDeadLetter(d));
+        if (!opts.json) console.error(`${letters.length} dead letter${letters.length === 1 ? '' : 's'}`);
+      },
+    );
+  deadletter
+    .command('replay')
+    .description("queue an exporter's dead letters for delivery at the collector's next start")
+    .option('-d, --data-dir <dir>', 'the collector data_dir')
+    .option('-c, --config <file>', 'collector YAML config (for its data_dir)')
+    .requiredOption('--exporter <name>', 'the exporter whose dead letters to replay')
+    .option('--n <numbers...>', 'only these dead letters (numbers from `deadletter list`)')
+    .action(async (opts: { dataDir?: string; config?: string; exporter: string; n?: string[] }) => {
+      const numbers = opts.n?.map((x) => x.replace(/^#/, ''));
+      const queued = await replayDeadLetters(dataDirOf(opts), opts.exporter, numbers);
+      console.log(
+        `${queued} dead letter${queued === 1 ? '' : 's'} of ${opts.exporter} queued for replay at the next start`,
+      );
+    });
+
   cmd
     .command('init')
     .description(

@@ -47,6 +47,8 @@ export interface ConfigOptions {
   tls?: { pkiDir: string };
   /** The name the agent dials the collector by (default 127.0.0.1); the server certificate has `localhost` too. */
   collectorHost?: string;
+  /** More YAML list items under the collector's `exporters:` (indented two spaces). */
+  collectorExporters?: string;
 }
 
 export function writeConfigs(
@@ -55,6 +57,7 @@ export function writeConfigs(
   agentExtra = '',
   opts: ConfigOptions = {},
 ): { agent: string; collector: string; exportPath: string; agentDataDir: string } {
+  const collectorExporters = opts.collectorExporters ?? '';
   const exportPath = join(dir, 'export/events.jsonl');
   const collector = join(dir, 'collector.yaml');
   const agent = join(dir, 'agent.yaml');
@@ -73,7 +76,7 @@ exporters:
   - type: file
     name: archive
     path: ${exportPath}
-`,
+${collectorExporters}`,
   );
   writeFileSync(
     agent,

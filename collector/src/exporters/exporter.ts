@@ -1,4 +1,5 @@
 import type { Logger, Registry } from '@sealtrail/telemetry';
+import type { Dispatcher } from 'undici';
 import type { Spool } from '../spool/spool.js';
 
 /** What the collector hands every exporter it creates. */
@@ -6,6 +7,8 @@ export interface ExporterSettings {
   spool: Spool;
   log: Logger;
   registry: Registry;
+  /** HTTP exporters send through this instead of their own keep-alive pool (tests inject a `MockAgent`). */
+  dispatcher?: Dispatcher;
 }
 
 export interface Exporter {

@@ -1,4 +1,8 @@
 import type { StoredRecord } from '../../spool/spool.js';
+import type { Encoded } from '../common/batcher.js';
+import type { ExportRecord } from '../common/record.js';
+import { jsonFor } from '../common/schemas.js';
+import type { FileExporterConfig } from './config.js';
 
 /**
  * The native line: the event's own fields at the top level plus a `sealtrail`
@@ -15,4 +19,13 @@ export function encodeNativeLine(r: StoredRecord): Buffer {
   });
   const body = r.eventBytes.subarray(0, r.eventBytes.length - 1); // drop the closing brace
   return Buffer.concat([body, Buffer.from(`,"sealtrail":${meta}}\n`)]);
+}
+
+/** One line per record in the exporter's schema. */
+export function fileEncoder(c: FileExporterConfig): (x: ExportRecord) => Encoded<Buffer> {
+  const json = c.schema === 'native' ? undefined : jsonFor(c.schema);
+  return (x) => {
+    const payload = json ? Buffer.from(`${json(x)}\n`) : encodeNativeLine(x.record);
+    return { x, payload, bytes: payload.length };
+  };
 }

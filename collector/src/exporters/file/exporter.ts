@@ -1,127 +1,331 @@
 /**
- * `file`: JSON lines, exactly once across crashes. After each batch it fsyncs
- * the file, then stores the cursor {offset, file_bytes} in the spool. On start,
- * bytes past `file_bytes` were written but never recorded as delivered, so they
- * are cut and written again: no line is lost and none appears twice.
+ * `file`: JSON lines, exactly once across crashes, with rotation.
+ *
+ * After each batch it fsyncs the file, then stores the cursor
+ * `{offset, file_bytes, file_started_ms}` in the spool. On start, bytes past
+ * `file_bytes` were written but never recorded as delivered, so they are cut
+ * and written again: no line is lost and none appears twice.
+ *
+ * Rotation (by size after a batch, or by age of the file's first line) is
+ * crash-safe the same way: the cursor first records `rotating_to` (the new
+ * name), then the file is renamed (atomic within the directory) and the
+ * directory fsynced, then a fresh file is opened and the cursor records
+ * `file_bytes: 0`. A start that finds `rotating_to` finishes the rotation.
+ * Rotated files are then gzipped (temp → fsync → rename, then the original is
+ * removed) and the oldest beyond `keep_files` deleted, off the delivery path.
  */
-import { once } from 'node:events';
-import { type FileHandle, mkdir, open } from 'node:fs/promises';
-import { dirname } from 'node:path';
-import { Counter, Gauge } from '@sealtrail/telemetry';
-import { isExportable } from '../../spool/spool.js';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { type FileHandle, mkdir, open, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
+import { basename, dirname, extname, join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { createGzip } from 'node:zlib';
+import { SealtrailError } from '@sealtrail/errors';
+import { rateLimited } from '@sealtrail/telemetry';
+import { backoffDelay, sleep } from '../common/backoff.js';
+import { type Batch, Batcher } from '../common/batcher.js';
+import { cursorName } from '../common/delivery.js';
+import { type BoundExporterMetrics, exporterMetrics } from '../common/metrics.js';
+import { compileFilter } from '../common/record.js';
 import type { Exporter, ExporterFactory, ExporterSettings } from '../exporter.js';
 import type { FileExporterConfig } from './config.js';
-import { encodeNativeLine } from './encode.js';
+import { fileEncoder } from './encode.js';
 
 interface Cursor {
   offset: string;
   file_bytes: number;
+  /** When the current file got its first line (ms); absent while it is empty. */
+  file_started_ms?: number;
+  /** A rotation in progress: the rotated file's name in the same directory. */
+  rotating_to?: string;
+}
+
+async function fsyncDir(dir: string): Promise<void> {
+  const d = await open(dir, 'r');
+  try {
+    await d.sync();
+  } finally {
+    await d.close();
+  }
+}
+
+async function exists(p: string): Promise<boolean> {
+  try {
+    await stat(p);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** `20261123T183000.123Z`: sorts as it happened. */
+function stamp(ms: number): string {
+  return new Date(ms).toISOString().replace(/[-:]/g, '');
 }
 
 class FileExporter implements Exporter {
   private readonly abort = new AbortController();
   private running: Promise<void> | null = null;
+  private stopped: Promise<void> | null = null;
   private fh: FileHandle | null = null;
   private offset = -1n;
   private fileBytes = 0;
-  private readonly sent;
+  private fileStartedMs: number | undefined;
+  private housekeeping: Promise<void> = Promise.resolve();
+  private readonly metrics: BoundExporterMetrics;
+  private readonly batcher: Batcher<Buffer>;
+  private readonly dir: string;
+  private readonly stem: string;
+  private readonly ext: string;
+  private readonly rotatedName: RegExp;
+  private readonly logError;
 
   constructor(
     private readonly s: ExporterSettings,
     private readonly c: FileExporterConfig,
   ) {
-    this.sent = new Counter({
-      name: 'sealtrail_exporter_file_events_sent_total',
-      help: 'Events written by file exporters',
-      labelNames: ['exporter'],
-      registers: [s.registry],
+    this.batcher = new Batcher(s.spool, c, compileFilter(c.filter), fileEncoder(c));
+    this.metrics = exporterMetrics(s.registry, c.name, c.type, {
+      lagRecords: () => Number(this.lag()),
+      lagSeconds: () => this.lagSeconds(),
     });
-    const self = this;
-    new Gauge({
-      name: 'sealtrail_exporter_file_lag_records',
-      help: 'Spool records a file exporter has not written yet',
-      labelNames: ['exporter'],
-      registers: [s.registry],
-      collect() {
-        this.set({ exporter: c.name }, Number(self.lag()));
-      },
-    });
+    this.dir = dirname(c.path);
+    this.ext = extname(c.path);
+    this.stem = basename(c.path, this.ext);
+    const esc = (t: string) => t.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+    this.rotatedName = new RegExp(
+      `^${esc(this.stem)}-\\d{8}T\\d{6}\\.\\d{3}Z(-\\d+)?${esc(this.ext)}(\\.gz)?$`,
+    );
+    this.logError = rateLimited(s.log);
   }
 
   get name(): string {
     return this.c.name;
   }
 
+  private get cursorKey(): string {
+    return cursorName('file', this.c.name);
+  }
+
   lag(): bigint {
-    return this.s.spool.headOffset - this.offset;
+    const l = this.s.spool.headOffset - this.offset;
+    return l > 0n ? l : 0n;
+  }
+
+  private async lagSeconds(): Promise<number> {
+    if (!this.s.spool.isOpen || this.lag() === 0n) return 0;
+    try {
+      const [next] = await this.s.spool.readOffsets([this.offset + 1n]);
+      return next ? Math.max(0, (Date.now() - next.receivedMs) / 1000) : 0;
+    } catch {
+      return 0;
+    }
+  }
+
+  private cursor(extra: Partial<Cursor> = {}): Cursor {
+    return {
+      offset: this.offset.toString(),
+      file_bytes: this.fileBytes,
+      ...(this.fileStartedMs !== undefined ? { file_started_ms: this.fileStartedMs } : {}),
+      ...extra,
+    };
   }
 
   async start(): Promise<void> {
-    const cursor = await this.s.spool.getCursor<Cursor>(this.cursorName);
-    await mkdir(dirname(this.c.path), { recursive: true });
+    const { spool, log } = this.s;
+    let cursor = await spool.getCursor<Cursor>(this.cursorKey);
+    await mkdir(this.dir, { recursive: true });
+    if (cursor) this.offset = BigInt(cursor.offset);
+    if (cursor?.rotating_to) {
+      await this.finishRotation(cursor);
+      cursor = await spool.getCursor<Cursor>(this.cursorKey);
+    }
     this.fh = await open(this.c.path, 'a+', 0o640);
     const size = (await this.fh.stat()).size;
     if (cursor) {
-      this.offset = BigInt(cursor.offset);
       if (size > cursor.file_bytes) {
-        this.s.log.warn(
-          { exporter: this.name, bytes: size - cursor.file_bytes },
+        log.warn(
+          { bytes: size - cursor.file_bytes },
           'cutting lines written but not recorded before a crash; they are written again',
         );
         await this.fh.truncate(cursor.file_bytes);
         await this.fh.datasync();
       } else if (size < cursor.file_bytes) {
-        this.s.log.warn(
-          { exporter: this.name, path: this.c.path },
+        log.warn(
+          { path: this.c.path },
           'export file is shorter than recorded (rotated or removed outside Sealtrail); continuing after the cursor',
         );
       }
     }
     this.fileBytes = Math.min(size, cursor?.file_bytes ?? size);
+    this.fileStartedMs = cursor?.file_started_ms ?? (this.fileBytes > 0 ? Date.now() : undefined);
+    this.queueHousekeeping();
     this.running = this.loop();
   }
 
-  private get cursorName(): string {
-    return `file:${this.c.name}`;
+  /** Completes a rotation a crash interrupted (see the module comment). */
+  private async finishRotation(cursor: Cursor): Promise<void> {
+    const target = join(this.dir, cursor.rotating_to!);
+    if (!(await exists(target))) {
+      if (await exists(this.c.path)) {
+        const fh = await open(this.c.path, 'r+');
+        await fh.truncate(cursor.file_bytes);
+        await fh.sync();
+        await fh.close();
+        await rename(this.c.path, target);
+      }
+    } else if (await exists(this.c.path)) {
+      // Renamed, and the fresh file may exist; nothing was written to it before the cursor said so.
+      const fh = await open(this.c.path, 'r+');
+      await fh.truncate(0);
+      await fh.close();
+    }
+    await fsyncDir(this.dir);
+    this.fileBytes = 0;
+    this.fileStartedMs = undefined;
+    await this.s.spool.commitExport({
+      exporter: this.name,
+      cursorKey: this.cursorKey,
+      cursor: this.cursor(),
+    });
+    this.s.log.info({ rotated_to: target }, 'finished a rotation interrupted by a crash');
+  }
+
+  private dueForRotation(): boolean {
+    if (this.fileBytes === 0) return false;
+    if (this.c.rotate_max_bytes !== undefined && this.fileBytes >= this.c.rotate_max_bytes) return true;
+    return (
+      this.c.rotate_interval !== undefined &&
+      this.fileStartedMs !== undefined &&
+      Date.now() - this.fileStartedMs >= this.c.rotate_interval
+    );
+  }
+
+  private async rotate(): Promise<void> {
+    let name = `${this.stem}-${stamp(Date.now())}${this.ext}`;
+    for (
+      let n = 1;
+      (await exists(join(this.dir, name))) || (await exists(join(this.dir, `${name}.gz`)));
+      n++
+    ) {
+      name = `${this.stem}-${stamp(Date.now())}-${n}${this.ext}`;
+    }
+    await this.s.spool.commitExport({
+      exporter: this.name,
+      cursorKey: this.cursorKey,
+      cursor: this.cursor({ rotating_to: name }),
+    });
+    await this.fh!.close();
+    this.fh = null;
+    await rename(this.c.path, join(this.dir, name));
+    await fsyncDir(this.dir);
+    this.fh = await open(this.c.path, 'a+', 0o640);
+    this.fileBytes = 0;
+    this.fileStartedMs = undefined;
+    await this.s.spool.commitExport({
+      exporter: this.name,
+      cursorKey: this.cursorKey,
+      cursor: this.cursor(),
+    });
+    this.s.log.info({ rotated_to: name }, 'rotated the export file');
+    this.queueHousekeeping();
+  }
+
+  /** gzip rotated files and apply `keep_files`, one run at a time, off the delivery path. */
+  private queueHousekeeping(): void {
+    this.housekeeping = this.housekeeping
+      .then(() => this.housekeep())
+      .catch((err) => this.logError('housekeeping', { err }, 'compressing or pruning rotated files failed'));
+  }
+
+  private async housekeep(): Promise<void> {
+    const names = (await readdir(this.dir)).filter((n) => this.rotatedName.test(n)).sort();
+    if (this.c.compress) {
+      for (const n of await readdir(this.dir)) {
+        if (n.endsWith('.gz.tmp') && this.rotatedName.test(n.slice(0, -4)))
+          await rm(join(this.dir, n), { force: true });
+      }
+      for (const n of names) {
+        if (n.endsWith('.gz') || this.abort.signal.aborted) continue;
+        const src = join(this.dir, n);
+        const gz = `${src}.gz`;
+        if (!(await exists(gz))) {
+          const tmp = `${gz}.tmp`;
+          await pipeline(createReadStream(src), createGzip(), createWriteStream(tmp, { mode: 0o640 }));
+          const fh = await open(tmp, 'r');
+          await fh.sync();
+          await fh.close();
+          await rename(tmp, gz);
+          await fsyncDir(this.dir);
+        }
+        await unlink(src);
+      }
+    }
+    if (this.c.keep_files > 0) {
+      const rotated = [...new Set((await readdir(this.dir)).filter((n) => this.rotatedName.test(n)))].sort();
+      const excess = rotated.length - this.c.keep_files;
+      for (const n of rotated.slice(0, Math.max(0, excess))) await rm(join(this.dir, n), { force: true });
+    }
   }
 
   private async loop(): Promise<void> {
-    const { spool, log } = this.s;
+    const { spool } = this.s;
     const signal = this.abort.signal;
+    const backoff = { initialMs: this.c.retry_initial_backoff, maxMs: this.c.retry_max_backoff };
+    let attempt = 0;
+    // The next batch is read and encoded while this one is written and synced.
+    let prefetch: Promise<Batch<Buffer> | null> | null = null;
     while (!signal.aborted) {
       try {
-        const records = await spool.read(this.offset, this.c.batch_max_records);
-        if (records.length === 0) {
-          await once(spool, 'committed', { signal }).catch(() => undefined);
-          continue;
-        }
-        const lines = records.filter(isExportable).map(encodeNativeLine);
-        const data = Buffer.concat(lines);
+        if (this.dueForRotation()) await this.rotate();
+        const batch = await (prefetch ?? this.batcher.next(this.offset, signal));
+        prefetch = null;
+        if (!batch || signal.aborted) continue;
+        prefetch = this.batcher.next(batch.lastOffset, signal);
+        prefetch.catch(() => undefined);
+        const data = Buffer.concat(batch.items.map((i) => i.payload));
         if (data.length > 0) {
+          const t0 = performance.now();
+          // After a failed attempt the file may hold part of this batch: cut it first.
+          if (attempt > 0) await this.fh!.truncate(this.fileBytes);
           await this.fh!.write(data, 0, data.length, null);
           await this.fh!.datasync();
+          this.metrics.observe((performance.now() - t0) / 1000);
         }
-        const last = records[records.length - 1]!.offset;
-        await spool.putCursor(this.cursorName, {
-          offset: last.toString(),
-          file_bytes: this.fileBytes + data.length,
+        if (data.length > 0 && this.fileStartedMs === undefined) this.fileStartedMs = Date.now();
+        const fileBytes = this.fileBytes + data.length;
+        await spool.commitExport({
+          exporter: this.name,
+          cursorKey: this.cursorKey,
+          cursor: { ...this.cursor(), offset: batch.lastOffset.toString(), file_bytes: fileBytes },
+          deadLetters: batch.rejected,
         });
-        this.fileBytes += data.length;
-        this.offset = last;
-        this.sent.inc({ exporter: this.name }, lines.length);
+        this.fileBytes = fileBytes;
+        this.offset = batch.lastOffset;
+        attempt = 0;
+        this.metrics.sent(batch.items.length);
+        this.metrics.filtered(batch.skipped);
+        this.metrics.deadLettered(batch.rejected.length);
       } catch (err) {
+        prefetch = null;
         if (signal.aborted) break;
-        log.error({ err, exporter: this.name }, 'file export failed; retrying in 1 s');
-        await new Promise((r) => setTimeout(r, 1000));
+        this.metrics.failed(1);
+        const wait = backoffDelay(backoff, attempt++, (err as SealtrailError).retryAfterMs);
+        this.logError('write', { err, retry_in_ms: wait }, 'file export failed; retrying');
+        await sleep(wait, signal).catch(() => undefined);
       }
     }
   }
 
-  async stop(): Promise<void> {
-    this.abort.abort();
-    await this.running;
-    await this.fh?.close();
-    this.fh = null;
+  stop(): Promise<void> {
+    this.stopped ??= (async () => {
+      this.abort.abort(new SealtrailError('ST_EXPORT_STOPPED', 'exporter stopped'));
+      await this.running;
+      await this.housekeeping;
+      await this.fh?.close();
+      this.fh = null;
+      this.metrics.release();
+    })();
+    return this.stopped;
   }
 }
 

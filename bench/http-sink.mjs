@@ -1,0 +1,22 @@
+/** A local HTTP receiver for bench/exporters.mjs, run in a worker thread so it does not share the exporter's core. */
+import { parentPort } from 'node:worker_threads';
+import { listen } from '@sealtrail/telemetry';
+import { Hono } from 'hono';
+
+const app = new Hono();
+app.post('*', async (c) => {
+  await c.req.arrayBuffer();
+  const p = c.req.path;
+  if (p.endsWith('/services/collector/event')) return c.json({ text: 'Success', code: 0 });
+  if (p.endsWith('/_bulk')) return c.json({ took: 1, errors: false, items: [] });
+  if (p.endsWith('/api/v2/logs')) return c.json({}, 202);
+  return c.body(null, 204);
+});
+const server = await listen(app, '127.0.0.1:0');
+parentPort.postMessage(server.address);
+parentPort.on('message', async (m) => {
+  if (m === 'close') {
+    await server.close();
+    process.exit(0);
+  }
+});
