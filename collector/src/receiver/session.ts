@@ -354,7 +354,10 @@ export class Session {
           )
         : new ChainVerifier({ agentId: state.agent_id, chainId });
 
+    let n = 0;
     for (const r of batch.records) {
+      // Other agents' streams and the exporters get the event loop between slices of a batch.
+      if (++n % 250 === 0) await new Promise((res) => setImmediate(res));
       const erased = r.eventBytes.length === 0;
       if (erased && r.eventHash.length !== 32) {
         violation = {
@@ -435,7 +438,7 @@ export class Session {
         };
         break;
       }
-      verifier.push(rec);
+      verifier.accept(step.position);
       next.seq = String(r.seq);
       next.hash = Buffer.from(step.position.hash).toString('hex');
       accepted.push({

@@ -135,8 +135,10 @@ function dlRange(prefix: string, exporter: string): { gte: Buffer; lt: Buffer } 
   };
 }
 
+/** `agent` and `chain` are the ids' 16 raw bytes (parsed once per batch, not per record). */
 export function encodeRecord(
-  agentId: string,
+  agent: Uint8Array,
+  chain: Uint8Array,
   r: IncomingRecord,
   receivedMs: number,
   duplicateId: boolean,
@@ -144,8 +146,8 @@ export function encodeRecord(
   const out = Buffer.allocUnsafe(HEADER + r.eventBytes.length);
   out[0] = 1; // format version
   out[1] = (duplicateId ? FLAG_DUPLICATE_ID : 0) | (r.erased ? FLAG_ERASED : 0);
-  uuidBytes(agentId).copy(out, 2);
-  uuidBytes(r.chainId).copy(out, 18);
+  out.set(agent, 2);
+  out.set(chain, 18);
   out.writeBigUInt64BE(r.seq, 34);
   out.set(r.recordHash, 42);
   out.writeBigUInt64BE(BigInt(receivedMs), 74);
@@ -286,6 +288,12 @@ export class Spool extends EventEmitter<{ committed: [bigint] }> {
     let k = 0;
     for (const g of group) {
       const agentBytes = uuidBytes(g.agent.agent_id);
+      const chains = new Map<string, Buffer>();
+      const chainBytes = (id: string) => {
+        let b = chains.get(id);
+        if (!b) chains.set(id, (b = uuidBytes(id)));
+        return b;
+      };
       let dups = 0;
       for (const r of g.records) {
         let duplicateId = false;
@@ -306,11 +314,11 @@ export class Spool extends EventEmitter<{ committed: [bigint] }> {
         ops.push({
           type: 'put',
           key: key('s', u64(offset)),
-          value: encodeRecord(g.agent.agent_id, r, now, duplicateId),
+          value: encodeRecord(agentBytes, chainBytes(r.chainId), r, now, duplicateId),
         });
         ops.push({
           type: 'put',
-          key: key('h', agentBytes, uuidBytes(r.chainId), u64(r.seq)),
+          key: key('h', agentBytes, chainBytes(r.chainId), u64(r.seq)),
           value: Buffer.from(r.recordHash),
         });
         offset++;
@@ -340,7 +348,9 @@ export class Spool extends EventEmitter<{ committed: [bigint] }> {
   async read(afterOffset: bigint, max: number): Promise<StoredRecord[]> {
     const gte = key('s', u64(afterOffset + 1n));
     // `all()` fetches the range in one call: a quarter faster than iterating entry by entry.
-    const rows = await this.db.iterator({ gte, lt: Buffer.from('t'), limit: max }).all();
+    const rows = await this.db
+      .iterator({ gte, lt: Buffer.from('t'), limit: max, highWaterMarkBytes: 4 * 1024 * 1024 })
+      .all();
     return rows.map(([k, v]) => decodeRecord(k.readBigUInt64BE(1), v));
   }
 

@@ -71,6 +71,11 @@ export class ChainVerifier {
     return { ok: true, position: { seq: record.seq, hash: computed } };
   }
 
+  /** Advances to a position `check` returned, without hashing again. */
+  accept(position: ChainPosition): void {
+    this.position = position;
+  }
+
   /** Checks and, when it chains, advances. */
   push(record: ChainRecord): VerifyStep {
     const step = this.check(record);

@@ -46,6 +46,8 @@ export function splitBody(
   return 'request body must be a JSON object, an array of objects, or NDJSON';
 }
 
+const YIELD_EVERY = 200;
+
 class HttpIngest implements Source {
   readonly routes: Hono;
   private stopped = false;
@@ -123,6 +125,8 @@ class HttpIngest implements Source {
     const bytes: Buffer[] = [];
     const now = new Date();
     for (const [index, item] of items.entries()) {
+      // Let the shipper and other requests run between slices of a large request.
+      if (index > 0 && index % YIELD_EVERY === 0) await new Promise((r) => setImmediate(r));
       const bad = malformed.get(index);
       if (bad) {
         results.push({ index, status: 'rejected', code: 'malformed', error: bad });
