@@ -291,7 +291,10 @@ export class Spool extends EventEmitter<{ committed: [bigint] }> {
       const chains = new Map<string, Buffer>();
       const chainBytes = (id: string) => {
         let b = chains.get(id);
-        if (!b) chains.set(id, (b = uuidBytes(id)));
+        if (!b) {
+          b = uuidBytes(id);
+          chains.set(id, b);
+        }
         return b;
       };
       let dups = 0;
