@@ -63,6 +63,8 @@ export class Session {
   private agentId = '';
   private state: AgentState | null = null;
   private queue: Promise<void> = Promise.resolve();
+  /** Commits in flight, in order; each batch's ack follows its commit. */
+  private commits: Promise<void> = Promise.resolve();
   private done = false;
   private nonce: Buffer | null = null;
   private hello: Extract<StreamRequest['body'], { case: 'hello' }>['value'] | null = null;
@@ -87,7 +89,7 @@ export class Session {
       const end = () => {
         clearTimeout(timer);
         this.done = true;
-        void this.queue.finally(() => {
+        void this.drained().finally(() => {
           if (this.agentId) this.deps.release(this.agentId, this);
           resolve();
         });
@@ -116,7 +118,7 @@ export class Session {
 
   /** Resolves once the batches this session already took are committed (or failed). */
   drained(): Promise<void> {
-    return this.queue;
+    return this.queue.then(() => this.commits).catch(() => undefined);
   }
 
   private send(body: MessageInitShape<typeof StreamResponseSchema>['body']): void {
@@ -451,13 +453,19 @@ export class Session {
       });
     }
 
+    // The commit is not awaited here: the next batch is verified (from this one's state)
+    // while this one is being fsynced, and commits and acks still happen strictly in order.
+    // If a commit fails the stream is refused, and the next stream starts from what is on disk.
+    let committed: Promise<unknown> = Promise.resolve();
     if (accepted.length > 0) {
       next.last_seen = new Date().toISOString();
       next.records += accepted.length;
-      const { duplicateIds } = await this.deps.spool.commit(next, accepted);
+      const p = this.deps.spool.commit(next, accepted);
       this.state = next;
-      m.records.inc(accepted.length);
-      if (duplicateIds) m.duplicateIds.inc(duplicateIds);
+      committed = p.then(({ duplicateIds }) => {
+        m.records.inc(accepted.length);
+        if (duplicateIds) m.duplicateIds.inc(duplicateIds);
+      });
     }
     for (const reset of resets) {
       m.violations.inc({ fault: 'reset' });
@@ -476,10 +484,16 @@ export class Session {
       );
     }
     const through = accepted.length > 0 ? accepted[accepted.length - 1]!.seq : lastDuplicate;
-    if (through !== null && this.state!.chain_id === chainId) {
-      this.send({ case: 'ack', value: { chainId, throughSeq: through } });
-    }
+    const ackable = through !== null && this.state!.chain_id === chainId;
+    this.commits = this.commits
+      .then(() => committed)
+      .then(() => {
+        if (ackable) this.send({ case: 'ack', value: { chainId, throughSeq: through! } });
+      });
+    this.commits.catch((err) => this.refuse(err));
     if (violation) {
+      // Evidence and refusal come after what was verified before the bad record is durable and acked.
+      await this.commits;
       const v = violation;
       m.violations.inc({ fault: v.fault });
       const offending = batch.records.find((r) => r.seq === v.seq);
