@@ -74,7 +74,8 @@ function fetchPackage({ package: name, version, integrity }, cacheDir) {
   if (!matches()) {
     fs.mkdirSync(cacheDir, { recursive: true });
     console.log(`package: fetching ${name}@${version} from the npm registry`);
-    const npm = process.env.npm_execpath;
+    // Under `npm run`, the npm that runs us; else the one on PATH.
+    const { npm_execpath: npm } = process.env;
     const [cmd, pre] = npm?.endsWith('.js') ? [process.execPath, [npm]] : ['npm', []];
     run(cmd, [...pre, 'pack', `${name}@${version}`, '--pack-destination', cacheDir, '--silent'], {
       cwd: cacheDir,
@@ -121,8 +122,7 @@ function productionTree(platform) {
     }
   };
   const fits = (list, value) =>
-    !list ||
-    (list.some((v) => !v.startsWith('!')) ? list.includes(value) : !list.includes(`!${value}`));
+    !list || (list.some((v) => !v.startsWith('!')) ? list.includes(value) : !list.includes(`!${value}`));
 
   /** lock key of the package on disk -> { dest, workspace, entry } */
   const chosen = new Map();
@@ -259,7 +259,8 @@ function gitCommit() {
 }
 
 function sourceDateEpoch() {
-  if (process.env.SOURCE_DATE_EPOCH) return Number(process.env.SOURCE_DATE_EPOCH);
+  const { SOURCE_DATE_EPOCH: fixed } = process.env;
+  if (fixed) return Number(fixed);
   const r = spawnSync('git', ['-C', ROOT, 'log', '-1', '--format=%ct'], { encoding: 'utf8' });
   return r.status === 0 ? Number(r.stdout.trim()) : Math.floor(Date.now() / 1000);
 }
@@ -301,7 +302,9 @@ function stage(platform, outDir, cacheDir) {
   if (windows) {
     const winsw = unpack(fetchPackage(RUNTIMES.winsw, cacheDir), path.join(outDir, 'stage', '.winsw'));
     for (const c of COMPONENTS) {
-      fs.copyFileSync(path.join(HERE, 'bundle/launcher.cmd'), path.join(bin, `sealtrail-${c}.cmd`));
+      // cmd.exe wants CRLF line ends.
+      const cmd = fs.readFileSync(path.join(HERE, 'bundle/launcher.cmd'), 'utf8').replace(/\r?\n/g, '\r\n');
+      fs.writeFileSync(path.join(bin, `sealtrail-${c}.cmd`), cmd);
       fs.copyFileSync(path.join(winsw, RUNTIMES.winsw.path), path.join(bin, `sealtrail-${c}-service.exe`));
       fs.copyFileSync(
         path.join(winsw, `${RUNTIMES.winsw.path}.config`),
@@ -423,6 +426,9 @@ function dpkgDeb(root, outFile, epoch) {
 
 const MAINTAINER = 'Sealtrail maintainers <maintainers@sealtrail.invalid>';
 
+/** Architecture-independent packages already built in this run. */
+const builtAll = new Set();
+
 function buildDebs(bundle, platform, outDir, epoch) {
   const arch = RUNTIMES.platforms[platform].deb;
   const work = path.join(outDir, 'stage', `.deb-${platform}`);
@@ -434,7 +440,10 @@ function buildDebs(bundle, platform, outDir, epoch) {
   const opt = path.join(main, 'opt/sealtrail');
   fs.mkdirSync(opt, { recursive: true });
   for (const part of ['BUILD.json', 'bin', 'runtime', 'lib', 'share']) {
-    fs.cpSync(path.join(bundle.dir, part), path.join(opt, part), { recursive: true, preserveTimestamps: true });
+    fs.cpSync(path.join(bundle.dir, part), path.join(opt, part), {
+      recursive: true,
+      preserveTimestamps: true,
+    });
   }
   fs.mkdirSync(path.join(main, 'usr/bin'), { recursive: true });
   for (const c of COMPONENTS) {
@@ -467,6 +476,8 @@ sealtrail-collector for the services.`,
 
   // sealtrail-agent, sealtrail-collector: unit, conffile, maintainer scripts.
   for (const c of COMPONENTS) {
+    if (builtAll.has(c)) continue;
+    builtAll.add(c);
     const root = path.join(work, `sealtrail-${c}`);
     fs.mkdirSync(path.join(root, 'lib/systemd/system'), { recursive: true });
     fs.mkdirSync(path.join(root, 'etc/sealtrail'), { recursive: true, mode: 0o750 });
@@ -539,7 +550,8 @@ async function main() {
   }
   const platforms = args.platform ?? Object.keys(RUNTIMES.platforms);
   for (const p of platforms) {
-    if (!RUNTIMES.platforms[p]) fail(`unknown platform ${p}; known: ${Object.keys(RUNTIMES.platforms).join(', ')}`);
+    if (!RUNTIMES.platforms[p])
+      fail(`unknown platform ${p}; known: ${Object.keys(RUNTIMES.platforms).join(', ')}`);
   }
   const outDir = path.resolve(args.out ?? path.join(ROOT, 'dist/packages'));
   const cacheDir = path.resolve(args.cache ?? path.join(ROOT, 'dist/packages/.cache'));
@@ -575,7 +587,13 @@ async function main() {
     fs.writeFileSync(path.join(outDir, 'SHA256SUMS'), `${sums}\n`);
   }
   for (const f of made) {
-    const size = fs.statSync(f).isDirectory() ? '' : ` ${(fs.statSync(f).size / 1048576).toFixed(1)} MiB`;
+    const bytes = fs.statSync(f).isDirectory() ? null : fs.statSync(f).size;
+    const size =
+      bytes === null
+        ? ''
+        : bytes < 1048576
+          ? ` ${(bytes / 1024).toFixed(1)} KiB`
+          : ` ${(bytes / 1048576).toFixed(1)} MiB`;
     console.log(`${path.relative(process.cwd(), f) || f}${size}`);
   }
 }

@@ -251,7 +251,10 @@ do_install() {
 }
 
 do_uninstall() {
-  [ -n "$COMPONENTS" ] || COMPONENTS=$(installed_components)
+  if [ -z "$COMPONENTS" ]; then
+    # --purge alone also clears what an earlier plain --uninstall kept.
+    if [ "$PURGE" = yes ]; then COMPONENTS="agent collector"; else COMPONENTS=$(installed_components); fi
+  fi
   for c in $COMPONENTS; do
     unit=sealtrail-$c.service
     if use_systemd; then
@@ -272,8 +275,10 @@ do_uninstall() {
       link=$BIN_LINK_DIR/sealtrail-$c
       if [ -L "$link" ]; then rm -f "$link"; fi
     done
-    rm -rf "${ROOT}${PREFIX:?}"
-    say "removed $PREFIX"
+    if [ -d "$ROOT$PREFIX" ]; then
+      rm -rf "${ROOT}${PREFIX:?}"
+      say "removed $PREFIX"
+    fi
     if [ "$PURGE" = yes ]; then
       rmdir "$CONF_DIR" 2>/dev/null || true
       rmdir "$DATA_DIR" 2>/dev/null || true

@@ -229,7 +229,10 @@ do_install() {
 }
 
 do_uninstall() {
-  [ -n "$COMPONENTS" ] || COMPONENTS=$(installed_components)
+  if [ -z "$COMPONENTS" ]; then
+    # --purge alone also clears what an earlier plain --uninstall kept.
+    if [ "$PURGE" = yes ]; then COMPONENTS="agent collector"; else COMPONENTS=$(installed_components); fi
+  fi
   for c in $COMPONENTS; do
     if loaded "$c"; then launchctl bootout "system/$(label "$c")" 2>/dev/null || true; fi
     if [ -f "$(plist "$c")" ]; then
@@ -245,8 +248,10 @@ do_uninstall() {
     for c in agent collector; do
       if [ -L "/usr/local/bin/sealtrail-$c" ]; then rm -f "/usr/local/bin/sealtrail-$c"; fi
     done
-    rm -rf "${PREFIX:?}"
-    say "removed $PREFIX"
+    if [ -d "$PREFIX" ]; then
+      rm -rf "${PREFIX:?}"
+      say "removed $PREFIX"
+    fi
     if [ "$PURGE" = yes ]; then
       rmdir "$CONF_DIR" "$DATA_DIR" "$LOG_DIR" 2>/dev/null || true
       dscl . -delete "/Users/$USER_NAME" 2>/dev/null || true
