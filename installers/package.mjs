@@ -158,7 +158,10 @@ function productionTree(platform) {
   return chosen;
 }
 
-const PRUNE_FILE = /(\.d\.[cm]?ts|\.[cm]?ts|\.map|\.tsbuildinfo)$/;
+/** Never loaded at run time: type declarations, TypeScript sources, source maps, package docs and dotfiles. */
+const PRUNE_FILE =
+  /(\.d\.[cm]?ts|\.[cm]?ts|\.map|\.tsbuildinfo)$|^(README|CHANGELOG|HISTORY|CHANGES)(\.md|\.markdown)?$|^\.(npmignore|gitignore|gitattributes|travis\.yml|eslintrc.*|prettierrc.*|editorconfig)$/i;
+const PRUNE_DIR = new Set(['node_modules', '.github', '.vscode', '.idea']);
 
 /** Copies a directory, leaving nested node_modules (placed separately) and type/map files out. */
 function copyTree(from, to, skip = () => false) {
@@ -168,7 +171,7 @@ function copyTree(from, to, skip = () => false) {
     const dst = path.join(to, d.name);
     if (skip(src, d)) continue;
     if (d.isDirectory()) {
-      if (d.name === 'node_modules') continue;
+      if (PRUNE_DIR.has(d.name)) continue;
       copyTree(src, dst, skip);
     } else if (d.isSymbolicLink()) {
       fs.copyFileSync(fs.realpathSync(src), dst);
@@ -245,6 +248,7 @@ function normaliseModes(dir, executable) {
     for (const e of fs.readdirSync(d, { withFileTypes: true })) {
       const p = path.join(d, e.name);
       if (e.isDirectory()) walk(p);
+      // Scripts with a `#!/usr/bin/env node` line stay 0644: nothing runs them but the bundled node.
       else if (e.isFile()) fs.chmodSync(p, executable(p) ? 0o755 : 0o644);
     }
   };
@@ -426,6 +430,41 @@ function dpkgDeb(root, outFile, epoch) {
 
 const MAINTAINER = 'Sealtrail maintainers <maintainers@sealtrail.invalid>';
 
+/** /usr/share/doc/PACKAGE/{copyright,changelog.gz}, as Debian policy wants in every package. */
+function debDocs(root, pkg, epoch) {
+  const dir = path.join(root, 'usr/share/doc', pkg);
+  fs.mkdirSync(dir, { recursive: true });
+  fs.writeFileSync(
+    path.join(dir, 'copyright'),
+    `Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
+Upstream-Name: sealtrail
+
+Files: *
+Copyright: ${new Date(epoch * 1000).getUTCFullYear()} the Sealtrail authors
+License: Apache-2.0
+ On Debian systems, the full text of the Apache License 2.0 is in
+ /usr/share/common-licenses/Apache-2.0.
+${
+  pkg === 'sealtrail'
+    ? `
+Files: opt/sealtrail/runtime/*
+Copyright: Node.js contributors and others
+License: MIT and others
+ See /opt/sealtrail/runtime/LICENSE.
+
+Files: opt/sealtrail/lib/node_modules/*
+Copyright: their authors
+License: various (MIT, Apache-2.0, ISC, BSD)
+ Each package's own license file is in its directory.
+`
+    : ''
+}`,
+  );
+  const date = new Date(epoch * 1000).toUTCString().replace('GMT', '+0000');
+  const changelog = `${pkg} (${VERSION}) unstable; urgency=medium\n\n  * Release ${VERSION}.\n\n -- ${MAINTAINER}  ${date}\n`;
+  fs.writeFileSync(path.join(dir, 'changelog.gz'), zlib.gzipSync(changelog, { level: 9 }));
+}
+
 /** Architecture-independent packages already built in this run. */
 const builtAll = new Set();
 
@@ -447,8 +486,9 @@ function buildDebs(bundle, platform, outDir, epoch) {
   }
   fs.mkdirSync(path.join(main, 'usr/bin'), { recursive: true });
   for (const c of COMPONENTS) {
-    fs.symlinkSync(`../../opt/sealtrail/bin/sealtrail-${c}`, path.join(main, `usr/bin/sealtrail-${c}`));
+    fs.symlinkSync(`/opt/sealtrail/bin/sealtrail-${c}`, path.join(main, `usr/bin/sealtrail-${c}`));
   }
+  debDocs(main, 'sealtrail', epoch);
   fs.mkdirSync(path.join(main, 'DEBIAN'));
   fs.writeFileSync(
     path.join(main, 'DEBIAN/control'),
@@ -462,7 +502,7 @@ function buildDebs(bundle, platform, outDir, epoch) {
         Section: 'admin',
         Priority: 'optional',
       },
-      `Sealtrail tamper-evident audit pipeline: binaries and runtime
+      `tamper-evident audit pipeline: binaries and Node.js runtime
 The sealtrail-agent and sealtrail-collector binaries with the Node.js ${RUNTIMES.platforms[platform].version}
 runtime they run on, in /opt/sealtrail. Install sealtrail-agent or
 sealtrail-collector for the services.`,
@@ -480,7 +520,8 @@ sealtrail-collector for the services.`,
     builtAll.add(c);
     const root = path.join(work, `sealtrail-${c}`);
     fs.mkdirSync(path.join(root, 'lib/systemd/system'), { recursive: true });
-    fs.mkdirSync(path.join(root, 'etc/sealtrail'), { recursive: true, mode: 0o750 });
+    fs.mkdirSync(path.join(root, 'etc/sealtrail'), { recursive: true });
+    fs.chmodSync(path.join(root, 'etc'), 0o755);
     fs.chmodSync(path.join(root, 'etc/sealtrail'), 0o750);
     fs.copyFileSync(
       path.join(HERE, `linux/sealtrail-${c}.service`),
@@ -489,6 +530,14 @@ sealtrail-collector for the services.`,
     fs.chmodSync(path.join(root, `lib/systemd/system/sealtrail-${c}.service`), 0o644);
     fs.copyFileSync(path.join(HERE, `config/${c}.yaml`), path.join(root, `etc/sealtrail/${c}.yaml`));
     fs.chmodSync(path.join(root, `etc/sealtrail/${c}.yaml`), 0o640);
+    debDocs(root, `sealtrail-${c}`, epoch);
+    // The config may hold secrets: readable by root and the service's group only, on purpose.
+    const overrides = path.join(root, 'usr/share/lintian/overrides');
+    fs.mkdirSync(overrides, { recursive: true });
+    fs.writeFileSync(
+      path.join(overrides, `sealtrail-${c}`),
+      `sealtrail-${c}: non-standard-dir-perm 0750 != 0755 [etc/sealtrail/]\nsealtrail-${c}: non-standard-file-perm 0640 != 0644 [etc/sealtrail/${c}.yaml]\n`,
+    );
     const debian = path.join(root, 'DEBIAN');
     fs.mkdirSync(debian);
     fs.writeFileSync(
