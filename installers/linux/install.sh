@@ -104,21 +104,32 @@ BIN_LINK_DIR=$ROOT/usr/local/bin
 # systemctl only on the running system, and only when systemd runs it.
 use_systemd() { [ -z "$ROOT" ] && [ -d /run/systemd/system ]; }
 
-# Reads a field of the sealtrail user or group from the target system's files,
-# so that --root works with ids that the host does not know.
-id_of() { # file name
-  awk -F: -v n="$2" '$1 == n { print $3; found = 1 } END { exit !found }' "$ROOT/etc/$1"
+# The id of a user or group: from NSS on this system (LDAP users count), from
+# the image's own files under --root (whose ids the host does not know).
+id_of() { # passwd|group name
+  if [ -z "$ROOT" ]; then
+    getent "$1" "$2" | cut -d: -f3 | grep .
+  else
+    awk -F: -v n="$2" '$1 == n { print $3; found = 1 } END { exit !found }' "$ROOT/etc/$1"
+  fi
+}
+
+# useradd and friends: --prefix only for --root (shadow 4.9+; older ones lack it).
+accounts() { # command args...
+  cmd=$1
+  shift
+  if [ -n "$ROOT" ]; then "$cmd" --prefix "$ROOT" "$@"; else "$cmd" "$@"; fi
 }
 
 ensure_user() {
   if ! id_of group "$USER_NAME" >/dev/null 2>&1; then
-    groupadd --prefix "${ROOT:-/}" --system "$USER_NAME"
+    accounts groupadd --system "$USER_NAME"
     say "created group $USER_NAME"
   fi
   if ! id_of passwd "$USER_NAME" >/dev/null 2>&1; then
     nologin=/usr/sbin/nologin
     [ -x "$ROOT$nologin" ] || nologin=/sbin/nologin
-    useradd --prefix "${ROOT:-/}" --system --gid "$USER_NAME" --no-create-home \
+    accounts useradd --system --gid "$USER_NAME" --no-create-home \
       --home-dir /var/lib/sealtrail --shell "$nologin" --comment "Sealtrail audit pipeline" "$USER_NAME"
     say "created user $USER_NAME"
   fi
@@ -283,10 +294,10 @@ do_uninstall() {
       rmdir "$CONF_DIR" 2>/dev/null || true
       rmdir "$DATA_DIR" 2>/dev/null || true
       if id_of passwd "$USER_NAME" >/dev/null 2>&1; then
-        userdel --prefix "${ROOT:-/}" "$USER_NAME"
+        accounts userdel "$USER_NAME"
       fi
       if id_of group "$USER_NAME" >/dev/null 2>&1; then
-        groupdel --prefix "${ROOT:-/}" "$USER_NAME"
+        accounts groupdel "$USER_NAME"
       fi
       say "removed the $USER_NAME user"
     else

@@ -175,9 +175,14 @@ check "apt purges the packages" apt_purge sealtrail-agent sealtrail-collector se
 check "units, config and data are gone" nsh '! systemctl cat sealtrail-agent.service >/dev/null 2>&1 && [ ! -e /etc/sealtrail ] && [ ! -e /var/lib/sealtrail ] && [ ! -e /opt/sealtrail ]'
 
 echo "== 4. tarball with install.sh"
+# The .deb keeps the sealtrail user on purge; start from none so install.sh creates it.
+nsh 'userdel sealtrail 2>/dev/null; groupdel sealtrail 2>/dev/null; true'
 B=/root/pkg/sealtrail-$VERSION-linux-x64
 check "extract" nsh "cd /root/pkg && tar -xzf sealtrail-$VERSION-linux-x64.tar.gz"
 check "install.sh agent collector" nsh "$B/install.sh agent collector"
+check "install.sh created the sealtrail user" nsh 'getent passwd sealtrail >/dev/null && getent group sealtrail >/dev/null'
+# shellcheck disable=SC2016 # expanded in the container
+check "config 0640 root:sealtrail, data 0750 sealtrail" nsh '[ "$(stat -c %a:%U:%G /etc/sealtrail/agent.yaml)" = 640:root:sealtrail ] && [ "$(stat -c %a:%U:%G /var/lib/sealtrail/agent)" = 750:sealtrail:sealtrail ]'
 wait_for 30 "collector /readyz 200" ready http://127.0.0.1:7700/readyz
 wait_for 60 "agent /readyz 200" ready http://127.0.0.1:7780/readyz
 post tarball.check

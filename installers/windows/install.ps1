@@ -128,8 +128,14 @@ function Install-SealtrailService([string] $Name) {
   }
   Invoke-Wrapper $Name 'install'
   if ($Name -eq 'collector') {
-    & sc.exe config 'sealtrail-collector' obj= 'NT AUTHORITY\LocalService' password= '' | Out-Null
-    if ($LASTEXITCODE -ne 0) { throw "sc.exe config sealtrail-collector exited with $LASTEXITCODE" }
+    # LocalService has no password; Win32_Service.Change takes an empty one (sc.exe would need
+    # an empty argument, which Windows PowerShell drops).
+    $cim = Get-CimInstance -ClassName Win32_Service -Filter "Name='sealtrail-collector'"
+    $r = Invoke-CimMethod -InputObject $cim -MethodName Change -Arguments @{
+      StartName = 'NT AUTHORITY\LocalService'
+      StartPassword = ''
+    }
+    if ($r.ReturnValue -ne 0) { throw "could not set sealtrail-collector to run as LocalService ($($r.ReturnValue))" }
   }
 }
 

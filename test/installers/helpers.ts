@@ -18,6 +18,10 @@ const DEB_OF: Record<string, string> = {
   'dpkg-deb': 'dpkg',
   dpkg: 'dpkg',
   useradd: 'passwd',
+  groupadd: 'passwd',
+  userdel: 'passwd',
+  groupdel: 'passwd',
+  'deb-systemd-helper': 'init-system-helpers',
 };
 
 export function hasTool(name: string): boolean {
