@@ -57,8 +57,9 @@ sources:
     await new Promise<void>((r) => server.close(() => r()));
 
     const gaps = attempts.slice(1).map((t, i) => t - attempts[i]!);
-    // 500 ms of full-jitter backoff, plus the channel's own jitter and start-up noise.
+    // 500 ms of full-jitter backoff, plus the channel's own (up to 500 ms + 20%) and scheduling noise;
+    // without the bound the gaps grow 1 s, 1.6 s, 2.6 s, 4.1 s … and 10 s hold 5 attempts.
     expect(attempts.length).toBeGreaterThanOrEqual(15);
-    expect(Math.max(...gaps)).toBeLessThan(1_500);
+    expect(Math.max(...gaps)).toBeLessThan(2_000);
   });
 });
