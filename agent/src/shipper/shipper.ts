@@ -73,6 +73,11 @@ export class Shipper {
       'grpc.keepalive_timeout_ms': 5_000,
       'grpc.keepalive_permit_without_calls': 1,
       'grpc.max_send_message_length': o.batchMaxBytes + 1024 * 1024,
+      // The channel backs off its own connection attempts (by default from 1 s up to 120 s), under
+      // the stream backoff below: bound it by the configured one, or after a long outage the agent
+      // would stay away from a collector that is back for far longer than reconnect_max.
+      'grpc.initial_reconnect_backoff_ms': o.reconnectInitialMs,
+      'grpc.max_reconnect_backoff_ms': o.reconnectMaxMs,
     });
     const registers = [o.registry];
     this.m = {
