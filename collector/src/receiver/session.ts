@@ -28,6 +28,8 @@ import type { AgentState, IncomingRecord, Spool } from '../spool/spool.js';
 import type { ReceiverMetrics } from './metrics.js';
 
 const HELLO_TIMEOUT_MS = 10_000;
+/** Requests read from one agent's stream and not yet finished (a batch: until its ack). */
+const MAX_IN_HAND = 3;
 
 export type Call = grpc.ServerDuplexStream<StreamRequest, StreamResponse>;
 
@@ -63,6 +65,8 @@ export class Session {
   private agentId = '';
   private state: AgentState | null = null;
   private queue: Promise<void> = Promise.resolve();
+  private inHand = 0;
+  private paused = false;
   /** Commits in flight, in order; each batch's ack follows its commit. */
   private commits: Promise<void> = Promise.resolve();
   private done = false;
@@ -96,10 +100,31 @@ export class Session {
       };
       this.call.on('data', (req: StreamRequest) => {
         clearTimeout(timer);
+        // Backpressure: with a few requests in hand (one verifying, one being fsynced), stop
+        // reading the stream; HTTP/2 flow control then holds the agent back, and memory stays
+        // bounded per agent however many agents connect.
+        this.inHand++;
+        if (this.inHand >= MAX_IN_HAND && !this.paused) {
+          this.paused = true;
+          this.call.pause();
+        }
+        let released = false;
+        const release = () => {
+          if (released) return;
+          released = true;
+          this.inHand--;
+          if (this.paused && this.inHand < MAX_IN_HAND) {
+            this.paused = false;
+            this.call.resume();
+          }
+        };
         // Requests are handled strictly in order: a batch's verification needs the previous one's result.
         this.queue = this.queue
-          .then(() => (this.done ? undefined : this.handle(req)))
-          .catch((err) => this.refuse(err));
+          .then(() => (this.done ? undefined : this.handle(req, release)))
+          .catch((err) => this.refuse(err))
+          .finally(() => {
+            if (req.body.case !== 'batch') release();
+          });
       });
       this.call.on('end', () => {
         end();
@@ -147,7 +172,7 @@ export class Session {
     );
   }
 
-  private async handle(req: StreamRequest): Promise<void> {
+  private async handle(req: StreamRequest, release: () => void): Promise<void> {
     const body = req.body;
     switch (body.case) {
       case 'hello':
@@ -155,7 +180,7 @@ export class Session {
       case 'challengeResponse':
         return this.onChallengeResponse(body.value.signature);
       case 'batch':
-        return this.onBatch(body.value);
+        return this.onBatch(body.value, release);
       default:
         throw new SessionRefused(
           status.INVALID_ARGUMENT,
@@ -330,7 +355,8 @@ export class Session {
     return null;
   }
 
-  private async onBatch(batch: RecordBatch): Promise<void> {
+  /** `release` is called once this batch is committed and acked (or failed). */
+  private async onBatch(batch: RecordBatch, release: () => void): Promise<void> {
     const state = this.state;
     if (!state)
       throw new SessionRefused(status.UNAUTHENTICATED, 'not_authenticated', 'batch before authentication');
@@ -489,7 +515,8 @@ export class Session {
       .then(() => committed)
       .then(() => {
         if (ackable) this.send({ case: 'ack', value: { chainId, throughSeq: through! } });
-      });
+      })
+      .finally(release);
     this.commits.catch((err) => this.refuse(err));
     if (violation) {
       // Evidence and refusal come after what was verified before the bad record is durable and acked.
