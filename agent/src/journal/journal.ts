@@ -192,7 +192,12 @@ export class Journal extends EventEmitter<{ appended: [Head]; acked: [Position];
       onFull: opts.limits?.onFull ?? 'block',
     };
     mkdirSync(opts.dir, { recursive: true, mode: 0o700 });
-    this.db = new ClassicLevel<Buffer, Buffer>(opts.dir, { keyEncoding: 'buffer', valueEncoding: 'buffer' });
+    this.db = new ClassicLevel<Buffer, Buffer>(opts.dir, {
+      keyEncoding: 'buffer',
+      valueEncoding: 'buffer',
+      // A larger memtable means fewer level-0 flushes under sustained appends (LevelDB's 4 MiB default).
+      writeBufferSize: 32 * 1024 * 1024,
+    });
   }
 
   /**

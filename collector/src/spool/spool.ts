@@ -195,7 +195,12 @@ export class Spool extends EventEmitter<{ committed: [bigint] }> {
   ) {
     super();
     mkdirSync(dir, { recursive: true, mode: 0o700 });
-    this.db = new ClassicLevel<Buffer, Buffer>(dir, { keyEncoding: 'buffer', valueEncoding: 'buffer' });
+    this.db = new ClassicLevel<Buffer, Buffer>(dir, {
+      keyEncoding: 'buffer',
+      valueEncoding: 'buffer',
+      // A larger memtable means fewer level-0 flushes under sustained appends (LevelDB's 4 MiB default).
+      writeBufferSize: 32 * 1024 * 1024,
+    });
   }
 
   async open(): Promise<void> {
