@@ -9,7 +9,7 @@
 //   runtime/       Node.js from the npm registry's node-<os>-<arch> package (installers/runtimes.json)
 //   lib/node_modules/  the compiled workspaces and their production dependencies, exactly as
 //                  package-lock.json resolves them, with classic-level's prebuild for the platform only
-//   share/         sample configs, service definitions, docs/install.md
+//   share/         sample configs, service definitions, docs/install.md, installer/settings.mjs
 //   install.sh | install.ps1   the platform's installer
 // and on Linux, .deb packages built with dpkg-deb: sealtrail (the bundle in /opt/sealtrail),
 // sealtrail-agent and sealtrail-collector (unit, conffile, maintainer scripts).
@@ -303,6 +303,9 @@ function stage(platform, outDir, cacheDir) {
   fs.mkdirSync(path.join(share, 'doc'), { recursive: true });
   fs.copyFileSync(path.join(ROOT, 'docs/install.md'), path.join(share, 'doc/install.md'));
   fs.copyFileSync(path.join(ROOT, 'docs/configuration.md'), path.join(share, 'doc/configuration.md'));
+  // What the installers read from a config (data and PKI dirs), through the app's own loader.
+  fs.mkdirSync(path.join(share, 'installer'));
+  fs.copyFileSync(path.join(HERE, 'bundle/settings.mjs'), path.join(share, 'installer/settings.mjs'));
   if (windows) {
     const winsw = unpack(fetchPackage(RUNTIMES.winsw, cacheDir), path.join(outDir, 'stage', '.winsw'));
     for (const c of COMPONENTS) {

@@ -24,6 +24,12 @@ function program(): Command {
     .requiredOption('-c, --config <file>', 'collector YAML config')
     .action(async (opts: { config: string }) => {
       const collector = new Collector(loadCollectorConfig(opts.config));
+      // Before start: a SIGHUP (`systemctl reload`) that arrives while the collector starts
+      // must not take Node's default action, which is to exit.
+      process.on('SIGHUP', () => {
+        collector.log.info('SIGHUP: re-reading the API keys');
+        collector.reloadApiKeys();
+      });
       await collector.start();
       await new Promise<void>((resolve) => {
         const stop = (signal: string) => {
@@ -32,10 +38,6 @@ function program(): Command {
         };
         process.once('SIGINT', stop);
         process.once('SIGTERM', stop);
-        process.on('SIGHUP', () => {
-          collector.log.info('SIGHUP: re-reading the API keys');
-          collector.reloadApiKeys();
-        });
       });
     });
 

@@ -4,13 +4,21 @@
 # (sealtrail-VERSION-linux-ARCH.tar.gz). Idempotent: running it again changes
 # nothing that is already right, and never overwrites a config you edited.
 #
-#   sudo ./install.sh [agent] [collector] [--collector HOST:PORT] [--no-start]
+#   sudo ./install.sh collector [--san NAME]...
+#   sudo ./install.sh agent --collector HOST:PORT --token T --ca-fingerprint sha256:...
 #   sudo ./install.sh --uninstall [agent] [collector] [--purge]
 #
 # Layout: the bundle in /opt/sealtrail, configs in /etc/sealtrail (0750
 # root:sealtrail, files 0640), data in /var/lib/sealtrail/{agent,collector}
 # (0750 sealtrail:sealtrail), units in /etc/systemd/system, and the two CLIs
 # linked from /usr/local/bin. Both services run as the system user sealtrail.
+#
+# TLS: a collector install runs `sealtrail-collector init` once, when its PKI
+# (<data_dir>/pki) is absent, and prints the CA fingerprint and the admin API
+# key. An agent install with --token runs `sealtrail-agent enroll` once, when
+# <data_dir>/enrollment.json is absent; an agent that is neither enrolled nor
+# configured `insecure: true` is installed and enabled but not started. Both
+# commands run as the sealtrail user with umask 077.
 set -eu
 
 PROG=install.sh
@@ -22,13 +30,19 @@ PURGE=no
 START=yes
 COLLECTOR_ADDRESS=""
 COMPONENTS=""
+TOKEN=""
+CA_FINGERPRINT=""
+CA_FILE=""
+SAN_ARGS=""
 
 usage() {
   cat <<'EOF'
 Usage:
-  install.sh [agent] [collector] [--collector HOST:PORT] [--no-start]
+  install.sh [agent] [collector] [options]
       Install or upgrade the named services (default: agent). Upgrades keep
       the data and the config; an absent config is created from the sample.
+      The collector's PKI is created when absent (sealtrail-collector init);
+      the agent enrolls when given a token and not enrolled yet.
   install.sh --uninstall [agent] [collector] [--purge]
       Stop, disable and remove the named services (default: every installed
       one). Data and config are kept unless --purge is given.
@@ -36,6 +50,14 @@ Usage:
 Options:
   --collector HOST:PORT  the agent's collector address, written into a new
                          /etc/sealtrail/agent.yaml (an existing one is kept)
+  --token T              agent: enroll with this one-time token (from
+                         `sealtrail-collector token create`) before starting
+  --ca-fingerprint sha256:HEX
+                         agent: pin the collector's CA by its fingerprint
+                         (printed by `sealtrail-collector init`)
+  --ca FILE              agent: the collector's CA certificate, instead
+  --san NAME             collector: another DNS name or IP address for the
+                         server certificate that init creates (repeatable)
   --no-start             enable the services but do not start them
   --purge                with --uninstall: also delete data, config and,
                          once nothing is left, the sealtrail user
@@ -50,6 +72,10 @@ die() {
   printf '%s: error: %s\n' "$PROG" "$*" >&2
   exit 2
 }
+fail() {
+  printf '%s: error: %s\n' "$PROG" "$*" >&2
+  exit 1
+}
 
 while [ $# -gt 0 ]; do
   case $1 in
@@ -63,6 +89,21 @@ while [ $# -gt 0 ]; do
     shift
     ;;
   --collector=*) COLLECTOR_ADDRESS=${1#--collector=} ;;
+  --token | --ca-fingerprint | --ca | --san)
+    [ $# -ge 2 ] || die "$1 needs a value"
+    case $1 in
+    --token) TOKEN=$2 ;;
+    --ca-fingerprint) CA_FINGERPRINT=$2 ;;
+    --ca) CA_FILE=$2 ;;
+    --san)
+      case $2 in
+      '' | -* | *[!A-Za-z0-9.:_-]*) die "--san takes a DNS name or an IP address, got '$2'" ;;
+      esac
+      SAN_ARGS="$SAN_ARGS --san $2"
+      ;;
+    esac
+    shift
+    ;;
   --root)
     [ $# -ge 2 ] || die "--root needs a directory"
     ROOT=$2
@@ -89,6 +130,26 @@ esac
 case $COLLECTOR_ADDRESS in
 *[!A-Za-z0-9.:_\[\]-]*) die "--collector: unexpected characters in '$COLLECTOR_ADDRESS'" ;;
 esac
+case $TOKEN in
+*[!A-Za-z0-9._-]*) die "--token: unexpected characters (expected st1.<payload>.<signature>)" ;;
+esac
+case $CA_FINGERPRINT in
+'' | sha256:[0-9A-Fa-f]*) ;;
+*) die "--ca-fingerprint takes sha256:<64 hex digits>, got '$CA_FINGERPRINT'" ;;
+esac
+case $CA_FINGERPRINT in
+*[!A-Za-z0-9:]*) die "--ca-fingerprint: unexpected characters in '$CA_FINGERPRINT'" ;;
+esac
+[ -z "$CA_FILE" ] || [ -z "$CA_FINGERPRINT" ] || die "give --ca or --ca-fingerprint, not both"
+if [ -n "$TOKEN" ] && [ -z "$CA_FILE$CA_FINGERPRINT" ]; then
+  die "--token needs the collector's CA: --ca-fingerprint sha256:... (printed by sealtrail-collector init) or --ca FILE"
+fi
+if [ -z "$TOKEN" ] && [ -n "$CA_FILE$CA_FINGERPRINT" ]; then
+  die "--ca and --ca-fingerprint go with --token"
+fi
+if [ -n "$CA_FILE" ]; then
+  [ -f "$CA_FILE" ] || die "--ca $CA_FILE: no such file"
+fi
 if [ -n "$ROOT" ]; then
   [ -d "$ROOT" ] || die "--root $ROOT: no such directory"
   ROOT=$(cd "$ROOT" && pwd -P)
@@ -231,8 +292,119 @@ install_unit() { # component
   fi
 }
 
+# The settings install.sh acts on (data_dir, pki_dir, address, insecure), read
+# from a config by the bundle's own config loader: key=value lines.
+settings() { # component config
+  "$ROOT$PREFIX/runtime/bin/node" "$ROOT$PREFIX/share/installer/settings.mjs" "$1" "$2"
+}
+setting() { # settings-output key
+  printf '%s\n' "$1" | sed -n "s/^$2=//p"
+}
+
+# Runs a command as the service user, with umask 077, from / (numeric ids, so
+# that it also works for a --root image whose users the host does not know).
+as_service_user() { # command args...
+  command -v setpriv >/dev/null 2>&1 || fail "setpriv (util-linux) is needed to run $1 as $USER_NAME"
+  (cd / && umask 077 && exec setpriv --reuid="$UID_N" --regid="$GID_N" --clear-groups -- "$@")
+}
+
+# sealtrail-collector init, once: only when none of the files it writes exist.
+# Its output (CA fingerprint, admin API key) is shown here and never again.
+init_pki() {
+  s=$(settings collector "$CONF_DIR/collector.yaml") || die "cannot read $CONF_DIR/collector.yaml (see above)"
+  pki_dir=$(setting "$s" pki_dir)
+  pki=$ROOT$pki_dir
+  for f in ca.key server.key api-keys token.secret; do
+    if [ -e "$pki/$f" ]; then
+      if [ -n "$SAN_ARGS" ]; then
+        say "warning: $pki_dir exists and is kept; --san does not change its server certificate"
+      fi
+      return 0
+    fi
+  done
+  mkdir -p "$pki"
+  chown "$UID_N:$GID_N" "$pki"
+  chmod 0700 "$pki"
+  say "creating the collector's CA, server certificate and admin API key in $pki_dir"
+  # shellcheck disable=SC2086 # SAN_ARGS: "--san NAME" words, names checked above
+  as_service_user "$ROOT$PREFIX/bin/sealtrail-collector" init --dir "$pki" $SAN_ARGS ||
+    fail "sealtrail-collector init failed (see above)"
+  say "store the admin API key above now: only its hash is kept"
+}
+
+AGENT_DATA=""
+AGENT_INSECURE=""
+agent_settings() {
+  s=$(settings agent "$CONF_DIR/agent.yaml") || die "cannot read $CONF_DIR/agent.yaml (see above)"
+  AGENT_DATA=$(setting "$s" data_dir)
+  AGENT_ADDRESS=$(setting "$s" address)
+  AGENT_INSECURE=$(setting "$s" insecure)
+}
+agent_enrolled() { [ -f "$ROOT$AGENT_DATA/enrollment.json" ]; }
+
+# sealtrail-agent enroll, once: with --token, when enrollment.json is absent.
+# It dials the collector.address of the config (which --collector set when it
+# created the config).
+enroll_agent() {
+  agent_settings
+  if agent_enrolled; then
+    if [ -n "$TOKEN" ]; then say "$AGENT_DATA/enrollment.json exists: already enrolled, --token not used"; fi
+    return 0
+  fi
+  [ -n "$TOKEN" ] || return 0
+  data=$ROOT$AGENT_DATA
+  if [ ! -d "$data" ]; then ensure_dir "$data" 0750 "$UID_N" "$GID_N"; fi
+  if [ -n "$CA_FILE" ]; then
+    # A copy the service user can read (the operator's file may be root's only).
+    ca=$data/.enroll-ca.$$.crt
+    cp "$CA_FILE" "$ca"
+    chown "$UID_N:$GID_N" "$ca"
+    chmod 0600 "$ca"
+    set -- --ca "$ca"
+  else
+    ca=""
+    set -- --ca-fingerprint "$CA_FINGERPRINT"
+  fi
+  # Under --root the config's data_dir is the image's: name the directory here.
+  if [ -n "$ROOT" ]; then set -- "$@" --data-dir "$data"; else set -- "$@" --config "$CONF_DIR/agent.yaml"; fi
+  say "enrolling with the collector at $AGENT_ADDRESS"
+  rc=0
+  as_service_user "$ROOT$PREFIX/bin/sealtrail-agent" enroll --collector "$AGENT_ADDRESS" --token "$TOKEN" "$@" || rc=$?
+  if [ -n "$ca" ]; then rm -f "$ca"; fi
+  [ "$rc" -eq 0 ] || fail "enrollment failed (see above); the agent is installed but not started: fix it and run install.sh again with a new token"
+}
+
+# What to do after an agent install without enrollment, said once per run.
+agent_not_enrolled() {
+  say "sealtrail-agent is not enrolled with a collector, and cannot run until it is"
+  say "(not started). On the collector host: sealtrail-collector token create; then here,"
+  say "with that token and the CA fingerprint sealtrail-collector init printed:"
+  say "  $0 agent --token TOKEN --ca-fingerprint sha256:..."
+}
+
+unit_start() { # component
+  if ! unit_active "$1"; then
+    systemctl start "sealtrail-$1.service"
+    say "started sealtrail-$1 (journalctl -u sealtrail-$1 -f)"
+  fi
+}
+
 do_install() {
   [ -n "$COMPONENTS" ] || COMPONENTS=agent
+  # The collector first: its PKI exists and it runs before a local agent enrolls.
+  wanted=""
+  for c in collector agent; do
+    case " $COMPONENTS " in *" $c "*) wanted="$wanted $c" ;; esac
+  done
+  COMPONENTS=$wanted
+  case " $COMPONENTS " in
+  *" agent "*) ;;
+  *) [ -z "$TOKEN$COLLECTOR_ADDRESS" ] || die "--collector and --token go with agent" ;;
+  esac
+  case " $COMPONENTS " in
+  *" collector "*) ;;
+  *) [ -z "$SAN_ARGS" ] || die "--san goes with collector" ;;
+  esac
   ensure_user
   install_bundle
   ensure_dir "$CONF_DIR" 0750 0 "$GID_N"
@@ -243,22 +415,33 @@ do_install() {
     ensure_dir "$DATA_DIR/$c" 0750 "$UID_N" "$GID_N"
     install_config "$c"
     install_unit "$c"
+    if [ "$c" = collector ]; then init_pki; fi
   done
   if use_systemd; then
     systemctl daemon-reload
     for c in $COMPONENTS; do
       systemctl enable --quiet "sealtrail-$c.service"
     done
-    for c in $COMPONENTS $RESTART; do
-      case " $COMPONENTS " in *" $c "*) [ "$START" = yes ] || continue ;; esac
-      if ! unit_active "$c"; then
-        systemctl start "sealtrail-$c.service"
-        say "started sealtrail-$c (journalctl -u sealtrail-$c -f)"
-      fi
-    done
   elif [ -z "$ROOT" ]; then
     say "systemd is not running here: units installed, nothing enabled or started"
   fi
+  for c in collector agent; do
+    case " $COMPONENTS " in *" $c "*) listed=yes ;; *) listed=no ;; esac
+    case " $RESTART " in *" $c "*) stopped=yes ;; *) stopped=no ;; esac
+    can_run=yes
+    if [ "$c" = agent ] && [ "$listed" = yes ]; then
+      enroll_agent
+      if [ "$AGENT_INSECURE" != true ] && ! agent_enrolled; then
+        can_run=no
+        if [ "$stopped" = no ]; then agent_not_enrolled; fi
+      fi
+    fi
+    use_systemd || continue
+    # Started again after the upgrade: it ran before. Otherwise as asked, once it can run.
+    if [ "$stopped" = yes ] || { [ "$listed" = yes ] && [ "$START" = yes ] && [ "$can_run" = yes ]; }; then
+      unit_start "$c"
+    fi
+  done
 }
 
 do_uninstall() {

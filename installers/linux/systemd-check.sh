@@ -2,14 +2,18 @@
 # Runs the Linux packages under a real systemd: boots a throwaway Debian 12
 # container with systemd-nspawn (private network, nothing shared with the
 # host but the kernel), then
-#   1. installs the .deb packages with apt: both services start with their
-#      hardening (user, capabilities, seccomp), pass /readyz, ship an event;
+#   1. installs the .deb packages with apt: the collector's postinst creates
+#      its PKI and starts it; the agent waits, unstarted, until it enrolls
+#      with a token (as the docs say), then starts; both run with their
+#      hardening (user, capabilities, seccomp), pass /readyz, ship an event
+#      over TLS; `systemctl reload` of the collector keeps it running;
 #   2. upgrades them to a rebuilt next version while five events wait in the
 #      agent's journal (collector stopped): the edited conffile is kept and
 #      the backlog is exported after the upgrade;
 #   3. purges them: units, config and data go;
-#   4. installs the tarball with install.sh, runs it again (no change),
-#      upgrades, uninstalls (data kept) and purges.
+#   4. installs the tarball with install.sh (collector: PKI; agent: enrolled
+#      with --token and --ca), runs it again (no change), upgrades,
+#      uninstalls (data kept) and purges.
 #
 # Not part of `npm test` (it needs root, systemd-container and debootstrap,
 # and the first run downloads a Debian base of ~250 MB from the Debian
@@ -142,11 +146,32 @@ echo "== 1. .deb with apt"
 check "apt installs the three packages" apt_install "./sealtrail_${VERSION}_amd64.deb" \
   "./sealtrail-agent_${VERSION}_all.deb" "./sealtrail-collector_${VERSION}_all.deb"
 check "sealtrail-collector is active" ns systemctl is-active --quiet sealtrail-collector
-check "sealtrail-agent is active" ns systemctl is-active --quiet sealtrail-agent
+# shellcheck disable=SC2016 # expanded in the container
+check "the postinst made the PKI as sealtrail, keys 0600" nsh 'cd /var/lib/sealtrail/collector/pki && [ "$(stat -c %a:%U ca.key server.key api-keys token.secret | sort -u)" = 600:sealtrail ]'
+check "apt showed the CA fingerprint and the admin API key" nsh "grep -q 'CA fingerprint *sha256:' /tmp/apt.log && grep -q '^ *stk_' /tmp/apt.log"
+check "sealtrail-agent is enabled but not started before enrollment" \
+  nsh '! systemctl is-active --quiet sealtrail-agent && systemctl is-enabled --quiet sealtrail-agent && grep -q "agent is not enrolled" /tmp/apt.log'
 wait_for 30 "collector /readyz 200" ready http://127.0.0.1:7700/readyz
-wait_for 60 "agent /readyz 200" ready http://127.0.0.1:7780/readyz
+# Started anyway, the unenrolled agent fails once with the reason, and is not restarted (exit 2).
+ns systemctl start sealtrail-agent || true
+wait_for 10 "an unenrolled agent fails" ns systemctl is-failed --quiet sealtrail-agent
+sleep 6 # past RestartSec=5s
+check "and is not restarted (RestartPreventExitStatus=2)" test "$(ns systemctl show -p NRestarts --value sealtrail-agent)" = 0
+check "the journal says to enroll" nsh "journalctl -u sealtrail-agent --no-pager | grep -q 'run .sealtrail-agent enroll. first'"
+# As docs/install.md says: a token on the collector, enroll as the service user, start.
+FP=$(nsh "sed -n 's/.*CA fingerprint *\(sha256:[0-9a-f]*\).*/\1/p' /tmp/apt.log" | head -n 1)
+TOKEN=$(ns sealtrail-collector token create | head -n 1)
+check "the agent enrolls as sealtrail" ns runuser -u sealtrail -- sealtrail-agent enroll --config /etc/sealtrail/agent.yaml \
+  --collector 127.0.0.1:7701 --token "$TOKEN" --ca-fingerprint "$FP"
+check "systemctl start sealtrail-agent" ns systemctl start sealtrail-agent
+wait_for 60 "agent /readyz 200 (stream up over TLS)" ready http://127.0.0.1:7780/readyz
 post install.check
 wait_for 30 "the event is exported" exported install.check 1
+collector_pid=$(ns systemctl show -p MainPID --value sealtrail-collector)
+check "systemctl reload sealtrail-collector" ns systemctl reload sealtrail-collector
+sleep 1
+check "the collector runs on after the reload (same pid)" test "$(ns systemctl show -p MainPID --value sealtrail-collector)" = "$collector_pid"
+check "and logged it" nsh "journalctl -u sealtrail-collector --no-pager | grep -q 'SIGHUP: re-reading the API keys'"
 for u in agent collector; do
   check "$u runs as sealtrail" test "$(status_field "sealtrail-$u" Uid)" = "$(nsh 'id -u sealtrail')"
   check "$u has no_new_privs" test "$(status_field "sealtrail-$u" NoNewPrivs)" = 1
@@ -179,11 +204,15 @@ echo "== 4. tarball with install.sh"
 nsh 'userdel sealtrail 2>/dev/null; groupdel sealtrail 2>/dev/null; true'
 B=/root/pkg/sealtrail-$VERSION-linux-x64
 check "extract" nsh "cd /root/pkg && tar -xzf sealtrail-$VERSION-linux-x64.tar.gz"
-check "install.sh agent collector" nsh "$B/install.sh agent collector"
+check "install.sh agent collector" nsh "$B/install.sh agent collector >/tmp/out"
 check "install.sh created the sealtrail user" nsh 'getent passwd sealtrail >/dev/null && getent group sealtrail >/dev/null'
 # shellcheck disable=SC2016 # expanded in the container
 check "config 0640 root:sealtrail, data 0750 sealtrail" nsh '[ "$(stat -c %a:%U:%G /etc/sealtrail/agent.yaml)" = 640:root:sealtrail ] && [ "$(stat -c %a:%U:%G /var/lib/sealtrail/agent)" = 750:sealtrail:sealtrail ]'
+check "install.sh made the PKI and showed the admin API key" nsh "[ -f /var/lib/sealtrail/collector/pki/ca.key ] && grep -q '^ *stk_' /tmp/out"
+check "the agent is not started before it enrolls" nsh "! systemctl is-active --quiet sealtrail-agent && grep -q 'not enrolled' /tmp/out"
 wait_for 30 "collector /readyz 200" ready http://127.0.0.1:7700/readyz
+check "install.sh agent --token --ca enrolls and starts it" \
+  nsh "$B/install.sh agent --token \"\$(sealtrail-collector token create | head -n 1)\" --ca /var/lib/sealtrail/collector/pki/ca.crt"
 wait_for 60 "agent /readyz 200" ready http://127.0.0.1:7780/readyz
 post tarball.check
 wait_for 30 "the event is exported" exported tarball.check 1

@@ -5,13 +5,21 @@
 # silicon). Idempotent: running it again changes nothing that is already
 # right, and never overwrites a config you edited.
 #
-#   sudo ./install.sh [agent] [collector] [--collector HOST:PORT] [--no-start]
+#   sudo ./install.sh collector [--san NAME]...
+#   sudo ./install.sh agent --collector HOST:PORT --token T --ca-fingerprint sha256:...
 #   sudo ./install.sh --uninstall [agent] [collector] [--purge]
 #
 # Layout: the bundle in /opt/sealtrail, configs in /etc/sealtrail, data in
 # /var/lib/sealtrail/{agent,collector}, logs in /var/log/sealtrail, daemons
 # in /Library/LaunchDaemons/com.sealtrail.{agent,collector}.plist, CLIs linked
 # from /usr/local/bin. The agent runs as root; the collector as _sealtrail.
+#
+# TLS: a collector install runs `sealtrail-collector init` once (as
+# _sealtrail, umask 077), when its PKI (<data_dir>/pki) is absent, and prints
+# the CA fingerprint and the admin API key. An agent install with --token runs
+# `sealtrail-agent enroll` once (as root, umask 077), when
+# <data_dir>/enrollment.json is absent; an agent that is neither enrolled nor
+# configured `insecure: true` is installed but not loaded.
 set -eu
 
 PROG=install.sh
@@ -22,6 +30,10 @@ PURGE=no
 START=yes
 COLLECTOR_ADDRESS=""
 COMPONENTS=""
+TOKEN=""
+CA_FINGERPRINT=""
+CA_FILE=""
+SAN_ARGS=""
 DAEMON_DIR=/Library/LaunchDaemons
 CONF_DIR=/etc/sealtrail
 DATA_DIR=/var/lib/sealtrail
@@ -30,12 +42,26 @@ LOG_DIR=/var/log/sealtrail
 usage() {
   cat <<'EOF'
 Usage:
-  install.sh [agent] [collector] [--collector HOST:PORT] [--no-start]
+  install.sh [agent] [collector] [options]
       Install or upgrade the named daemons (default: agent). Upgrades keep
       the data and the config; an absent config is created from the sample.
+      The collector's PKI is created when absent (sealtrail-collector init);
+      the agent enrolls when given a token and not enrolled yet.
   install.sh --uninstall [agent] [collector] [--purge]
       Unload and remove the named daemons (default: every installed one).
       Data and config are kept unless --purge is given.
+
+Options:
+  --collector HOST:PORT  the agent's collector address, written into a new
+                         /etc/sealtrail/agent.yaml (an existing one is kept)
+  --token T              agent: enroll with this one-time token (from
+                         `sealtrail-collector token create`) before starting
+  --ca-fingerprint sha256:HEX
+                         agent: pin the collector's CA by its fingerprint
+  --ca FILE              agent: the collector's CA certificate, instead
+  --san NAME             collector: another DNS name or IP address for the
+                         server certificate that init creates (repeatable)
+  --no-start             install the daemons but do not load them
 EOF
 }
 
@@ -43,6 +69,10 @@ say() { printf '%s: %s\n' "$PROG" "$*"; }
 die() {
   printf '%s: error: %s\n' "$PROG" "$*" >&2
   exit 2
+}
+fail() {
+  printf '%s: error: %s\n' "$PROG" "$*" >&2
+  exit 1
 }
 
 while [ $# -gt 0 ]; do
@@ -57,6 +87,21 @@ while [ $# -gt 0 ]; do
     shift
     ;;
   --collector=*) COLLECTOR_ADDRESS=${1#--collector=} ;;
+  --token | --ca-fingerprint | --ca | --san)
+    [ $# -ge 2 ] || die "$1 needs a value"
+    case $1 in
+    --token) TOKEN=$2 ;;
+    --ca-fingerprint) CA_FINGERPRINT=$2 ;;
+    --ca) CA_FILE=$2 ;;
+    --san)
+      case $2 in
+      '' | -* | *[!A-Za-z0-9.:_-]*) die "--san takes a DNS name or an IP address, got '$2'" ;;
+      esac
+      SAN_ARGS="$SAN_ARGS --san $2"
+      ;;
+    esac
+    shift
+    ;;
   -h | --help)
     usage
     exit 0
@@ -77,6 +122,26 @@ esac
 case $COLLECTOR_ADDRESS in
 *[!A-Za-z0-9.:_\[\]-]*) die "--collector: unexpected characters in '$COLLECTOR_ADDRESS'" ;;
 esac
+case $TOKEN in
+*[!A-Za-z0-9._-]*) die "--token: unexpected characters (expected st1.<payload>.<signature>)" ;;
+esac
+case $CA_FINGERPRINT in
+'' | sha256:[0-9A-Fa-f]*) ;;
+*) die "--ca-fingerprint takes sha256:<64 hex digits>, got '$CA_FINGERPRINT'" ;;
+esac
+case $CA_FINGERPRINT in
+*[!A-Za-z0-9:]*) die "--ca-fingerprint: unexpected characters in '$CA_FINGERPRINT'" ;;
+esac
+[ -z "$CA_FILE" ] || [ -z "$CA_FINGERPRINT" ] || die "give --ca or --ca-fingerprint, not both"
+if [ -n "$TOKEN" ] && [ -z "$CA_FILE$CA_FINGERPRINT" ]; then
+  die "--token needs the collector's CA: --ca-fingerprint sha256:... (printed by sealtrail-collector init) or --ca FILE"
+fi
+if [ -z "$TOKEN" ] && [ -n "$CA_FILE$CA_FINGERPRINT" ]; then
+  die "--ca and --ca-fingerprint go with --token"
+fi
+if [ -n "$CA_FILE" ]; then
+  [ -f "$CA_FILE" ] || die "--ca $CA_FILE: no such file"
+fi
 [ "$(uname -s)" = Darwin ] || die "this is the macOS installer; on Linux use the linux bundle's install.sh"
 [ "$(id -u)" -eq 0 ] || die "run as root (sudo $0 ...)"
 
@@ -194,8 +259,86 @@ install_config() { # component owner-group
     die "$conf is not valid (see above); the daemon was not started"
 }
 
+# The settings install.sh acts on (data_dir, pki_dir, address, insecure), read
+# from a config by the bundle's own config loader: key=value lines.
+settings() { # component config
+  "$PREFIX/runtime/bin/node" "$PREFIX/share/installer/settings.mjs" "$1" "$2"
+}
+setting() { # settings-output key
+  printf '%s\n' "$1" | sed -n "s/^$2=//p"
+}
+
+# sealtrail-collector init, once: only when none of the files it writes exist;
+# as _sealtrail (the collector's user), umask 077. Its output (CA fingerprint,
+# admin API key) is shown here and never again.
+init_pki() {
+  s=$(settings collector "$CONF_DIR/collector.yaml") || die "cannot read $CONF_DIR/collector.yaml (see above)"
+  pki=$(setting "$s" pki_dir)
+  for f in ca.key server.key api-keys token.secret; do
+    if [ -e "$pki/$f" ]; then
+      if [ -n "$SAN_ARGS" ]; then
+        say "warning: $pki exists and is kept; --san does not change its server certificate"
+      fi
+      return 0
+    fi
+  done
+  ensure_dir "$pki" 0700 "$USER_NAME" "$USER_NAME"
+  say "creating the collector's CA, server certificate and admin API key in $pki"
+  # shellcheck disable=SC2086 # SAN_ARGS: "--san NAME" words, names checked above
+  (cd / && umask 077 && exec sudo -u "$USER_NAME" -- "$PREFIX/bin/sealtrail-collector" init --dir "$pki" $SAN_ARGS) ||
+    fail "sealtrail-collector init failed (see above)"
+  say "store the admin API key above now: only its hash is kept"
+}
+
+AGENT_DATA=""
+AGENT_INSECURE=""
+agent_settings() {
+  s=$(settings agent "$CONF_DIR/agent.yaml") || die "cannot read $CONF_DIR/agent.yaml (see above)"
+  AGENT_DATA=$(setting "$s" data_dir)
+  AGENT_ADDRESS=$(setting "$s" address)
+  AGENT_INSECURE=$(setting "$s" insecure)
+}
+agent_enrolled() { [ -f "$AGENT_DATA/enrollment.json" ]; }
+
+# sealtrail-agent enroll, once: with --token, when enrollment.json is absent;
+# as root (the agent's user), umask 077. It dials the config's collector.address.
+enroll_agent() {
+  agent_settings
+  if agent_enrolled; then
+    if [ -n "$TOKEN" ]; then say "$AGENT_DATA/enrollment.json exists: already enrolled, --token not used"; fi
+    return 0
+  fi
+  [ -n "$TOKEN" ] || return 0
+  if [ -n "$CA_FILE" ]; then set -- --ca "$CA_FILE"; else set -- --ca-fingerprint "$CA_FINGERPRINT"; fi
+  say "enrolling with the collector at $AGENT_ADDRESS"
+  (umask 077 && exec "$PREFIX/bin/sealtrail-agent" enroll --config "$CONF_DIR/agent.yaml" \
+    --collector "$AGENT_ADDRESS" --token "$TOKEN" "$@") ||
+    fail "enrollment failed (see above); the agent is installed but not loaded: fix it and run install.sh again with a new token"
+}
+
+agent_not_enrolled() {
+  say "sealtrail-agent is not enrolled with a collector, and cannot run until it is"
+  say "(not loaded). On the collector host: sealtrail-collector token create; then here,"
+  say "with that token and the CA fingerprint sealtrail-collector init printed:"
+  say "  sudo $0 agent --token TOKEN --ca-fingerprint sha256:..."
+}
+
 do_install() {
   [ -n "$COMPONENTS" ] || COMPONENTS=agent
+  # The collector first: its PKI exists and it runs before a local agent enrolls.
+  wanted=""
+  for c in collector agent; do
+    case " $COMPONENTS " in *" $c "*) wanted="$wanted $c" ;; esac
+  done
+  COMPONENTS=$wanted
+  case " $COMPONENTS " in
+  *" agent "*) ;;
+  *) [ -z "$TOKEN$COLLECTOR_ADDRESS" ] || die "--collector and --token go with agent" ;;
+  esac
+  case " $COMPONENTS " in
+  *" collector "*) ;;
+  *) [ -z "$SAN_ARGS" ] || die "--san goes with collector" ;;
+  esac
   ensure_user
   install_bundle
   ensure_dir "$CONF_DIR" 0755 root wheel
@@ -208,6 +351,7 @@ do_install() {
     chown "$owner:$group" "$LOG_DIR/$c.log"
     chmod 0640 "$LOG_DIR/$c.log"
     install_config "$c" "$group"
+    if [ "$c" = collector ]; then init_pki; fi
     if ! cmp -s "$PREFIX/share/launchd/com.sealtrail.$c.plist" "$(plist "$c")"; then
       if loaded "$c"; then
         launchctl bootout "system/$(label "$c")" 2>/dev/null || true
@@ -219,11 +363,23 @@ do_install() {
       say "installed $(plist "$c")"
     fi
   done
-  for c in $COMPONENTS $RESTART; do
-    case " $COMPONENTS " in *" $c "*) [ "$START" = yes ] || continue ;; esac
-    if ! loaded "$c"; then
-      launchctl bootstrap system "$(plist "$c")"
-      say "started $(label "$c") (log: $LOG_DIR/$c.log)"
+  for c in collector agent; do
+    case " $COMPONENTS " in *" $c "*) listed=yes ;; *) listed=no ;; esac
+    case " $RESTART " in *" $c "*) stopped=yes ;; *) stopped=no ;; esac
+    can_run=yes
+    if [ "$c" = agent ] && [ "$listed" = yes ]; then
+      enroll_agent
+      if [ "$AGENT_INSECURE" != true ] && ! agent_enrolled; then
+        can_run=no
+        if [ "$stopped" = no ]; then agent_not_enrolled; fi
+      fi
+    fi
+    # Loaded again after the upgrade: it ran before. Otherwise as asked, once it can run.
+    if [ "$stopped" = yes ] || { [ "$listed" = yes ] && [ "$START" = yes ] && [ "$can_run" = yes ]; }; then
+      if ! loaded "$c"; then
+        launchctl bootstrap system "$(plist "$c")"
+        say "started $(label "$c") (log: $LOG_DIR/$c.log)"
+      fi
     fi
   done
 }

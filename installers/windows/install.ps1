@@ -15,8 +15,18 @@
   The agent runs as LocalSystem (it reads other accounts' logs and files); the
   collector runs as NT AUTHORITY\LocalService, with write access to its own data only.
 
+  TLS: a collector install runs `sealtrail-collector init` once, when its PKI
+  (<data_dir>\pki) is absent, and prints the CA fingerprint and the admin API key. An
+  agent install with -Token runs `sealtrail-agent enroll` once, when
+  <data_dir>\enrollment.json is absent; an agent that is neither enrolled nor configured
+  `insecure: true` is registered but not started. Both run as this administrator; the
+  files they write inherit the data directory's ACL (SYSTEM, Administrators, and
+  LocalService for the collector's).
+
 .EXAMPLE
-  .\install.ps1 -Component agent -Collector collector.example.net:7701
+  .\install.ps1 -Component collector -San collector.example.net
+.EXAMPLE
+  .\install.ps1 -Component agent -Collector collector.example.net:7701 -Token st1.... -CaFingerprint sha256:...
 .EXAMPLE
   .\install.ps1 -Uninstall -Component agent,collector -Purge
 #>
@@ -27,6 +37,17 @@ param(
   # The agent's collector address (HOST:PORT), written into a new agent.yaml; an existing one is kept.
   [ValidatePattern('^[A-Za-z0-9.\[\]:_-]+:[0-9]+$')]
   [string] $Collector,
+  # Agent: enroll with this one-time token (from `sealtrail-collector token create`) before starting.
+  [ValidatePattern('^[A-Za-z0-9._-]+$')]
+  [string] $Token,
+  # Agent: pin the collector's CA by its fingerprint (printed by `sealtrail-collector init`).
+  [ValidatePattern('^sha256:[0-9A-Fa-f:]+$')]
+  [string] $CaFingerprint,
+  # Agent: the collector's CA certificate file, instead of -CaFingerprint.
+  [string] $Ca,
+  # Collector: more DNS names or IP addresses for the server certificate that init creates.
+  [ValidatePattern('^[A-Za-z0-9.:_-]+$')]
+  [string[]] $San,
   [switch] $NoStart,
   [switch] $Uninstall,
   # With -Uninstall: also delete the data and the config.
@@ -100,6 +121,66 @@ function Install-Bundle {
   return $restart
 }
 
+# The bundle's own CLI, run on the bundled node (as the launchers and the services do); its
+# output goes to the console, not into a caller's return value. Sets $LASTEXITCODE.
+function Invoke-Cli([string] $Name, [string[]] $CliArgs) {
+  & (Join-Path $Prefix 'runtime\node.exe') (Join-Path $Prefix "lib\node_modules\@sealtrail\$Name\bin\sealtrail-$Name.js") @CliArgs | Out-Host
+}
+
+# What the installer acts on (data_dir, pki_dir, address, insecure), read from a config by the
+# bundle's own config loader.
+function Get-Settings([string] $Name) {
+  $conf = Join-Path $DataRoot "$Name.yaml"
+  $lines = & (Join-Path $Prefix 'runtime\node.exe') (Join-Path $Prefix 'share\installer\settings.mjs') $Name $conf
+  if ($LASTEXITCODE -ne 0) { throw "cannot read $conf (see above)" }
+  $settings = @{}
+  foreach ($line in @($lines)) {
+    $k, $v = $line -split '=', 2
+    $settings[$k] = $v
+  }
+  return $settings
+}
+
+# sealtrail-collector init, once: only when none of the files it writes exist. Its output
+# (CA fingerprint, admin API key) is shown here and never again.
+function Initialize-Pki {
+  $pki = (Get-Settings 'collector')['pki_dir']
+  foreach ($f in @('ca.key', 'server.key', 'api-keys', 'token.secret')) {
+    if (Test-Path (Join-Path $pki $f)) {
+      if ($San) { Write-Warning "$pki exists and is kept; -San does not change its server certificate" }
+      return
+    }
+  }
+  Say "creating the collector's CA, server certificate and admin API key in $pki"
+  $cliArgs = @('init', '--dir', $pki)
+  foreach ($name in @($San)) { if ($name) { $cliArgs += @('--san', $name) } }
+  Invoke-Cli 'collector' $cliArgs
+  if ($LASTEXITCODE -ne 0) { throw "sealtrail-collector init failed (see above)" }
+  Say 'store the admin API key above now: only its hash is kept'
+}
+
+# sealtrail-agent enroll, once: with -Token, when enrollment.json is absent. It dials the
+# config's collector.address. Returns whether the agent can run (enrolled, or insecure).
+function Register-Agent {
+  $settings = Get-Settings 'agent'
+  $enrollment = Join-Path $settings['data_dir'] 'enrollment.json'
+  if (Test-Path $enrollment) {
+    if ($Token) { Say "$enrollment exists: already enrolled, -Token not used" }
+    return $true
+  }
+  if ($Token) {
+    $cliArgs = @('enroll', '--config', (Join-Path $DataRoot 'agent.yaml'), '--collector', $settings['address'], '--token', $Token)
+    if ($Ca) { $cliArgs += @('--ca', $Ca) } else { $cliArgs += @('--ca-fingerprint', $CaFingerprint) }
+    Say "enrolling with the collector at $($settings['address'])"
+    Invoke-Cli 'agent' $cliArgs
+    if ($LASTEXITCODE -ne 0) {
+      throw 'enrollment failed (see above); the agent is registered but not started: fix it and run install.ps1 again with a new token'
+    }
+    return $true
+  }
+  return ($settings['insecure'] -eq 'true')
+}
+
 function Install-Config([string] $Name) {
   $conf = Join-Path $DataRoot "$Name.yaml"
   if (Test-Path $conf) {
@@ -165,6 +246,14 @@ if ($Uninstall) {
 }
 
 if (-not $Component) { $Component = @('agent') }
+if ($Ca -and $CaFingerprint) { throw 'give -Ca or -CaFingerprint, not both' }
+if ($Token -and -not ($Ca -or $CaFingerprint)) {
+  throw "-Token needs the collector's CA: -CaFingerprint sha256:... (printed by sealtrail-collector init) or -Ca FILE"
+}
+if (($Ca -or $CaFingerprint) -and -not $Token) { throw '-Ca and -CaFingerprint go with -Token' }
+if ($Ca -and -not (Test-Path -PathType Leaf $Ca)) { throw "-Ca ${Ca}: no such file" }
+if (($Token -or $Collector) -and $Component -notcontains 'agent') { throw '-Collector and -Token go with -Component agent' }
+if ($San -and $Component -notcontains 'collector') { throw '-San goes with -Component collector' }
 $restart = @(Install-Bundle)
 # LocalService is S-1-5-19; it gets modify on the collector's data only, read on its config.
 Protect-Directory $DataRoot
@@ -180,11 +269,29 @@ foreach ($c in $Component) {
     & icacls.exe (Join-Path $DataRoot 'collector.yaml') /grant:r '*S-1-5-19:R' | Out-Null
     & icacls.exe $DataRoot /grant '*S-1-5-19:(RX)' | Out-Null
     & icacls.exe (Join-Path $DataRoot 'logs') /grant '*S-1-5-19:(OI)(CI)M' | Out-Null
+    Initialize-Pki
   }
   Install-SealtrailService $c
 }
-foreach ($c in @($Component) + $restart | Select-Object -Unique) {
-  if ($NoStart -and $Component -contains $c -and $restart -notcontains $c) { continue }
-  Start-Service -Name "sealtrail-$c"
-  Say "started sealtrail-$c (logs: $DataRoot\logs)"
+# Collector first, so that an agent on this host can enroll with it.
+foreach ($c in @('collector', 'agent')) {
+  $listed = $Component -contains $c
+  $stopped = $restart -contains $c
+  $canRun = $true
+  if ($c -eq 'agent' -and $listed) {
+    $canRun = Register-Agent
+    if (-not $canRun -and -not $stopped) {
+      Say 'sealtrail-agent is not enrolled with a collector, and cannot run until it is (not started).'
+      Say 'On the collector host: sealtrail-collector.cmd token create; then here, with that token'
+      Say 'and the CA fingerprint sealtrail-collector init printed:'
+      Say '  .\install.ps1 -Component agent -Token TOKEN -CaFingerprint sha256:...'
+    }
+  }
+  # Started again after the upgrade: it ran before. Otherwise as asked, once it can run.
+  if ($stopped -or ($listed -and -not $NoStart -and $canRun)) {
+    if ((Get-SealtrailService $c).Status -ne 'Running') {
+      Start-Service -Name "sealtrail-$c"
+      Say "started sealtrail-$c (logs: $DataRoot\logs)"
+    }
+  }
 }

@@ -44,6 +44,10 @@ function unitRoot(): string {
     writeFileSync(join(root, `opt/sealtrail/bin/sealtrail-${c}`), '#!/bin/sh\n');
     chmodSync(join(root, `opt/sealtrail/bin/sealtrail-${c}`), 0o755);
   }
+  // The collector's ExecReload runs /bin/sh.
+  mkdirSync(join(root, 'bin'));
+  writeFileSync(join(root, 'bin/sh'), '');
+  chmodSync(join(root, 'bin/sh'), 0o755);
   return root;
 }
 
@@ -151,8 +155,16 @@ describe('systemd units', () => {
         expect(one('ProtectHome')).toBe('yes');
         expect(one('CapabilityBoundingSet')).toBe('');
       }
-      // SIGHUP would kill Node: there is no reload handler yet, so no ExecReload.
-      expect(directives.has('ExecReload')).toBe(false);
+      // A config error (exit 2: e.g. an agent not enrolled yet, a collector without its
+      // certificate) is not retried every 5 s forever.
+      expect(one('RestartPreventExitStatus')).toBe('2');
+      if (c === 'agent') {
+        // The agent has no SIGHUP handler (SIGHUP would stop it): no ExecReload.
+        expect(directives.has('ExecReload')).toBe(false);
+      } else {
+        // The collector re-reads its admin API keys on SIGHUP (package.test.ts checks it).
+        expect(one('ExecReload')).toBe("/bin/sh -c 'kill -HUP $$MAINPID'");
+      }
     }
   });
 });

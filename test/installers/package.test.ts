@@ -1,15 +1,21 @@
 /**
  * The linux-x64 bundle and .deb packages, built once by installers/package.mjs, then:
- * - the tarball: contents, and the agent and collector run from a temp dir on the bundled
- *   Node with no other Node on PATH (readiness, one event shipped and exported);
- * - install.sh into a throwaway root: files, modes, user, sample config, idempotence,
- *   uninstall keeping data, purge; an upgrade mid-backlog whose journal ships afterwards;
+ * - the tarball: contents, and the real TLS flow run from a temp dir on the bundled Node with
+ *   no other Node on PATH: collector init, run, token create, agent enroll, run, /readyz on
+ *   both, one event shipped and exported; the collector re-reads its API keys on SIGHUP;
+ * - install.sh into a throwaway root: files, modes, user, sample config, the collector's PKI
+ *   (init once, as the service user, 0600), idempotence, uninstall keeping data, purge; an
+ *   agent enrolled by install.sh, then an upgrade mid-backlog whose journal ships afterwards;
  * - the .deb installed with `dpkg --root` (maintainer scripts run chrootless): files, modes,
- *   user, conffiles, enabled units, `systemd-analyze verify` on the installed units, and
- *   reinstall, remove and purge.
+ *   user, conffiles, the collector's PKI, enabled units, `systemd-analyze verify` on the
+ *   installed units, and reinstall, remove and purge.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
+import { createHash, randomBytes, X509Certificate } from 'node:crypto';
 import {
+  appendFileSync,
+  chmodSync,
+  copyFileSync,
   cpSync,
   lstatSync,
   mkdirSync,
@@ -53,6 +59,8 @@ const children: ChildProcess[] = [];
 
 beforeAll(() => {
   tmp = mkdtempSync(join(tmpdir(), 'sealtrail-pkg-'));
+  // install.sh runs init and enroll as the sealtrail user, who must reach the throwaway roots.
+  chmodSync(tmp, 0o755);
   out = join(tmp, 'out');
   // One packaging run serves every test below; with no dpkg-deb it still makes the tarball.
   const args = ['--platform', PLATFORM, '--out', out];
@@ -121,6 +129,11 @@ class BundleProc {
   }
 }
 
+/** A CLI from the bundle with the isolated environment; throws unless it exits 0. */
+function bundleCli(bin: string, args: string[]) {
+  return ok(bin, args, { env: isolatedEnv() });
+}
+
 async function postEvents(port: number, n: number, tag: string): Promise<string[]> {
   const items = Array.from({ length: n }, (_, i) => ({
     category: 'authentication',
@@ -161,6 +174,7 @@ describe('the linux-x64 tarball', () => {
       'share/config/collector.yaml',
       'share/systemd/sealtrail-agent.service',
       'share/systemd/sealtrail-collector.service',
+      'share/installer/settings.mjs',
       'share/doc/install.md',
     ]) {
       expect(rel, f).toContain(f);
@@ -190,24 +204,57 @@ describe('the linux-x64 tarball', () => {
     expect(mode(join(bundle, 'share/config/agent.yaml'))).toBe('0644');
   });
 
-  it('runs from a temp dir on its bundled Node, with no other Node on PATH: ready, ships, exports', async () => {
+  it('runs the TLS flow from a temp dir on its bundled Node, with no other Node on PATH', async () => {
     const env = isolatedEnv();
     expect(run('/bin/sh', ['-c', 'command -v node'], { env }).code).not.toBe(0);
 
     const ports = await allocatePorts();
-    mkdirSync(join(tmp, 'run-tarball'));
-    const cfg = writeConfigs(join(tmp, 'run-tarball'), ports);
-    const collector = new BundleProc(join(bundle, 'bin/sealtrail-collector'), [
-      'run',
-      '--config',
-      cfg.collector,
-    ]).start();
+    const dir = join(tmp, 'run-tarball');
+    mkdirSync(dir);
+    const pkiDir = join(dir, 'pki');
+    const cfg = writeConfigs(dir, ports, '', { tls: { pkiDir }, collectorHost: 'localhost' });
+    const collectorBin = join(bundle, 'bin/sealtrail-collector');
+    const agentBin = join(bundle, 'bin/sealtrail-agent');
+
+    // 1. The collector's PKI.
+    const init = bundleCli(collectorBin, ['init', '--config', cfg.collector]);
+    const fingerprint = /CA fingerprint\s+(sha256:[0-9a-f]{64})/.exec(init.stdout)?.[1];
+    const apiKey = /^\s+(stk_\S+)$/m.exec(init.stdout)?.[1];
+    expect(fingerprint, init.stdout).toBeDefined();
+    expect(apiKey, init.stdout).toBeDefined();
+    for (const secret of ['ca.key', 'server.key', 'api-keys', 'token.secret'])
+      expect(mode(join(pkiDir, secret)), secret).toBe('0600');
+
+    // 2. The collector serves TLS from it.
+    const collector = new BundleProc(collectorBin, ['run', '--config', cfg.collector]).start();
     await collector.waitHttp(
       `http://127.0.0.1:${ports.collectorHttp}/readyz`,
       (s) => s === 200,
       'collector ready',
     );
-    const agent = new BundleProc(join(bundle, 'bin/sealtrail-agent'), ['run', '--config', cfg.agent]).start();
+
+    // 3. A one-time token, 4. the agent enrolls with it, pinning the CA by fingerprint.
+    const token = bundleCli(collectorBin, ['token', 'create', '--config', cfg.collector]).stdout.split(
+      '\n',
+    )[0]!;
+    expect(token).toMatch(/^st1\./);
+    const enrolled = bundleCli(agentBin, [
+      'enroll',
+      '--config',
+      cfg.agent,
+      '--collector',
+      `localhost:${ports.grpc}`,
+      '--token',
+      token,
+      '--ca-fingerprint',
+      fingerprint!,
+    ]);
+    const agentId = /enrolled as agent ([0-9a-f-]{36}) /.exec(enrolled.stdout)?.[1];
+    expect(agentId, enrolled.stdout).toBeDefined();
+    expect(exists(join(cfg.agentDataDir, 'enrollment.json'))).toBe(true);
+
+    // 5. The agent runs over TLS; ready means its stream to the collector is up.
+    const agent = new BundleProc(agentBin, ['run', '--config', cfg.agent]).start();
     await agent.waitHttp(`http://127.0.0.1:${ports.agentHttp}/readyz`, (s) => s === 200, 'agent ready');
 
     // The processes are the bundled runtime itself (the launcher execs it).
@@ -215,6 +262,7 @@ describe('the linux-x64 tarball', () => {
     expect(realpathSync(`/proc/${agent.child.pid}/exe`)).toBe(runtime);
     expect(realpathSync(`/proc/${collector.child.pid}/exe`)).toBe(runtime);
 
+    // 6. An event reaches the collector's export file, stamped with the enrolled agent's id.
     const [id] = await postEvents(ports.agentHttp, 1, 'tarball');
     await waitFor(
       'the event in the export file',
@@ -223,7 +271,26 @@ describe('the linux-x64 tarball', () => {
     );
     const line = readLines(cfg.exportPath).find((l) => l.id === id)!;
     expect(line).toMatchObject({ type: 'auth.login.failure', actor: { user: 'tarball-0' } });
-    expect(line.sealtrail).toMatchObject({ seq: expect.any(String), record_hash: expect.any(String) });
+    expect(line.sealtrail).toMatchObject({ agent_id: agentId, seq: expect.any(String) });
+    const status = JSON.parse(bundleCli(agentBin, ['status', '--config', cfg.agent, '--json']).stdout);
+    expect(status).toMatchObject({ agent_id: agentId, connected: true });
+
+    // The admin API with the key init printed; a key added to api-keys counts after SIGHUP
+    // (what the unit's ExecReload sends), and the collector keeps running.
+    const list = (key: string) =>
+      run(collectorBin, ['agent', 'list', '--config', cfg.collector], {
+        env: { ...isolatedEnv(), SEALTRAIL_API_KEY: key },
+      });
+    expect(list(apiKey!).stdout).toContain(agentId);
+    const second = `stk_${randomBytes(32).toString('base64url')}`;
+    appendFileSync(
+      join(pkiDir, 'api-keys'),
+      `${createHash('sha256').update(second).digest('hex')} added-by-test\n`,
+    );
+    expect(list(second).stderr).toMatch(/403/);
+    collector.child.kill('SIGHUP');
+    await waitFor('the new API key accepted', () => list(second).code === 0, 10_000);
+    expect(collector.child.exitCode).toBe(null);
 
     expect(await agent.stop()).toBe(0);
     expect(await collector.stop()).toBe(0);
@@ -258,14 +325,24 @@ function snapshot(root: string): Record<string, string> {
 }
 
 describe('install.sh (Linux, into a throwaway root)', () => {
-  it('installs: user, dirs and modes, config from the sample, units, CLI links; idempotent', ({ skip }) => {
+  it('installs: user, dirs and modes, config from the sample, units, CLI links, PKI; idempotent', ({
+    skip,
+  }) => {
     needRoot(skip);
-    needTools(skip, 'useradd', 'groupadd', 'userdel', 'groupdel');
+    needTools(skip, 'useradd', 'groupadd', 'userdel', 'groupdel', 'setpriv');
     const root = fakeRoot('root-install');
     const install = (...args: string[]) =>
       ok(join(bundle, 'install.sh'), ['--root', root, ...args], { env: process.env });
+    const args = [
+      'agent',
+      'collector',
+      '--collector',
+      'collector.invalid:7701',
+      '--san',
+      'collector.example.net',
+    ];
 
-    const first = install('agent', 'collector', '--collector', 'collector.invalid:7701');
+    const first = install(...args);
     expect(first.stdout).toMatch(/created user sealtrail/);
     const uid = idIn(root, 'passwd', 'sealtrail')!;
     const gid = idIn(root, 'group', 'sealtrail')!;
@@ -301,13 +378,31 @@ describe('install.sh (Linux, into a throwaway root)', () => {
       readFileSync(join(INSTALLERS, 'config/collector.yaml'), 'utf8'),
     );
 
-    // Again: nothing changes. An edited config is kept.
+    // The collector's PKI: init ran once, as sealtrail, secrets 0600, the --san name in the
+    // server certificate; its output (CA fingerprint, admin API key) shown once.
+    const pki = join(root, 'var/lib/sealtrail/collector/pki');
+    expect(first.stdout).toMatch(/CA fingerprint\s+sha256:[0-9a-f]{64}/);
+    expect(first.stdout).toMatch(/^\s+stk_\S+$/m);
+    expect(mode(pki)).toBe('0700');
+    for (const f of ['ca.key', 'server.key', 'api-keys', 'token.secret', 'ca.crt', 'server.crt']) {
+      expect(mode(join(pki, f)), f).toBe('0600');
+      expect(owner(join(pki, f)), f).toEqual({ uid, gid });
+    }
+    expect(new X509Certificate(readFileSync(join(pki, 'server.crt'))).subjectAltName).toContain(
+      'DNS:collector.example.net',
+    );
+    // The agent, with no token, is not enrolled: installed, and told how to enroll.
+    expect(first.stdout).toMatch(/sealtrail-agent is not enrolled/);
+    expect(exists(join(root, 'var/lib/sealtrail/agent/enrollment.json'))).toBe(false);
+
+    // Again: nothing changes (no second init). An edited config is kept.
     const edited = `${readFileSync(join(root, 'etc/sealtrail/agent.yaml'), 'utf8')}# edited by the operator\n`;
     writeFileSync(join(root, 'etc/sealtrail/agent.yaml'), edited);
     const before = snapshot(root);
-    const again = install('agent', 'collector', '--collector', 'collector.invalid:7701');
+    const again = install(...args);
     expect(again.stdout).toMatch(/already holds this build/);
-    expect(again.stdout).not.toMatch(/created|installed/);
+    expect(again.stdout).not.toMatch(/created|installed|stk_|CA fingerprint\s+sha256/);
+    expect(again.stdout).toMatch(/--san does not change its server certificate/);
     expect(snapshot(root)).toEqual(before);
 
     // --uninstall keeps data and config; --purge deletes them and the user.
@@ -333,34 +428,93 @@ describe('install.sh (Linux, into a throwaway root)', () => {
     expect(r.stderr).toMatch(/unknown argument/);
     expect(run(join(bundle, 'install.sh'), ['--collector', 'no-port']).code).toBe(2);
     expect(run(join(bundle, 'install.sh'), ['--purge']).code).toBe(2);
+    const bad = (args: string[], why: RegExp) => {
+      const b = run(join(bundle, 'install.sh'), args);
+      expect(b.stderr, args.join(' ')).toMatch(why);
+      expect(b.code).toBe(2);
+    };
+    bad(['agent', '--token', 'st1.a.b'], /--token needs the collector's CA/);
+    bad(['agent', '--token', 'st1.a.b', '--ca', '/x', '--ca-fingerprint', 'sha256:00'], /not both/);
+    bad(['agent', '--ca-fingerprint', 'md5:00', '--token', 'st1.a.b'], /--ca-fingerprint takes sha256:/);
+    bad(['collector', '--san', 'a b'], /--san takes a DNS name/);
+    bad(['agent', '--token', 'st1 a', '--ca-fingerprint', 'sha256:00'], /--token: unexpected characters/);
   });
 
-  it('upgrades mid-backlog: data and config kept, the journal ships afterwards', async ({ skip }) => {
+  it('enrolls the agent once, then upgrades mid-backlog: data, PKI and config kept, the journal ships', async ({
+    skip,
+  }) => {
     needRoot(skip);
-    needTools(skip, 'useradd', 'groupadd');
+    needTools(skip, 'useradd', 'groupadd', 'setpriv');
     const root = fakeRoot('root-upgrade');
     const ports: Ports = await allocatePorts();
-    // The operator's configs, in place before the first install (so install.sh keeps them).
-    mkdirSync(join(root, 'var/lib/sealtrail'), { recursive: true });
-    const cfg = writeConfigs(join(root, 'var/lib/sealtrail'), ports);
-    mkdirSync(join(root, 'etc/sealtrail'), { recursive: true });
+    const install = (dir: string, ...args: string[]) =>
+      run(join(dir, 'install.sh'), ['--root', root, ...args]);
+    const installed = (c: string) => join(root, `opt/sealtrail/bin/sealtrail-${c}`);
+    const uidGid = () => ({
+      uid: idIn(root, 'passwd', 'sealtrail')!,
+      gid: idIn(root, 'group', 'sealtrail')!,
+    });
+
+    // The collector: install.sh runs init into the image's /var/lib/sealtrail/collector/pki.
+    const first = install(bundle, 'collector');
+    expect(first.code, first.stderr).toBe(0);
+    const fingerprint = /CA fingerprint\s+(sha256:[0-9a-f]{64})/.exec(first.stdout)![1]!;
+    const pki = join(root, 'var/lib/sealtrail/collector/pki');
+    const caKey = readFileSync(join(pki, 'ca.key'), 'utf8');
+
+    // The services run here as the units would run them in the image: the same data
+    // directories, through configs that name them by their host paths.
+    const cfg = writeConfigs(join(root, 'var/lib/sealtrail'), ports, '', {
+      tls: { pkiDir: pki },
+      collectorHost: 'localhost',
+    });
+    const collector1 = new BundleProc(installed('collector'), ['run', '--config', cfg.collector]).start();
+    await collector1.waitHttp(
+      `http://127.0.0.1:${ports.collectorHttp}/readyz`,
+      (s) => s === 200,
+      'collector',
+    );
+    const token = () =>
+      ok(installed('collector'), ['token', 'create', '--config', cfg.collector], {
+        env: isolatedEnv(),
+      }).stdout.split('\n')[0]!;
+
+    // The agent: a wrong fingerprint fails the install (exit 1) and spends no token ...
+    const t1 = token();
+    const agentArgs = ['agent', '--collector', `localhost:${ports.grpc}`, '--token', t1];
+    const wrong = install(bundle, ...agentArgs, '--ca-fingerprint', `sha256:${'0'.repeat(64)}`);
+    expect(wrong.stderr).toMatch(/no certificate presented by .* has fingerprint sha256:0{64}/);
+    expect(wrong.stderr).toMatch(/enrollment failed/);
+    expect(wrong.code).toBe(1);
+    const agentData = join(root, 'var/lib/sealtrail/agent');
+    expect(exists(join(agentData, 'enrollment.json'))).toBe(false);
+    // ... the right one enrolls (as sealtrail, files 0600) ...
+    const enrolled = install(bundle, ...agentArgs, '--ca-fingerprint', fingerprint);
+    expect(enrolled.code, enrolled.stderr).toBe(0);
+    expect(enrolled.stdout).toMatch(/enrolled as agent [0-9a-f-]{36} with localhost:/);
+    for (const f of ['enrollment.json', 'collector-ca.crt', 'agent.key', 'agent.json']) {
+      expect(mode(join(agentData, f)), f).toBe('0600');
+      expect(owner(join(agentData, f)), f).toEqual(uidGid());
+    }
+    expect(readFileSync(join(agentData, 'collector-ca.crt'), 'utf8').trim()).toBe(
+      readFileSync(join(pki, 'ca.crt'), 'utf8').trim(),
+    );
+    // ... and once only: a second run with another token (and a CA file) leaves it be.
+    const enrollment = readFileSync(join(agentData, 'enrollment.json'), 'utf8');
+    const again = install(bundle, 'agent', '--token', token(), '--ca', join(pki, 'ca.crt'));
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stdout).toMatch(/already enrolled, --token not used/);
+    expect(readFileSync(join(agentData, 'enrollment.json'), 'utf8')).toBe(enrollment);
     const agentConf = join(root, 'etc/sealtrail/agent.yaml');
-    const collectorConf = join(root, 'etc/sealtrail/collector.yaml');
-    cpSync(cfg.agent, agentConf);
-    cpSync(cfg.collector, collectorConf);
     const confText = readFileSync(agentConf, 'utf8');
 
-    ok(join(bundle, 'install.sh'), ['--root', root, 'agent', 'collector']);
-    const installed = (c: string) => join(root, `opt/sealtrail/bin/sealtrail-${c}`);
-
     // v1 agent, collector down: events pile up in the journal.
-    const agent1 = new BundleProc(installed('agent'), ['run', '--config', agentConf]).start();
+    expect(await collector1.stop()).toBe(0);
+    const agent1 = new BundleProc(installed('agent'), ['run', '--config', cfg.agent]).start();
     await agent1.waitHttp(`http://127.0.0.1:${ports.agentHttp}/healthz`, (s) => s === 200, 'agent alive');
     const backlog = await postEvents(ports.agentHttp, 5, 'backlog');
     expect(await agent1.stop()).toBe(0);
-    const verify = ok(installed('agent'), ['verify', '--data-dir', join(root, 'var/lib/sealtrail/agent')], {
-      env: isolatedEnv(),
-    });
+    const verify = ok(installed('agent'), ['verify', '--data-dir', agentData], { env: isolatedEnv() });
     expect(verify.stdout).toMatch(/journal intact/);
 
     // The next build: same files, another BUILD.json (as a new version would have).
@@ -369,18 +523,22 @@ describe('install.sh (Linux, into a throwaway root)', () => {
     const build = JSON.parse(readFileSync(join(next, 'BUILD.json'), 'utf8'));
     writeFileSync(join(next, 'BUILD.json'), JSON.stringify({ ...build, commit: 'next-build' }, null, 2));
     const nodeIno = statSync(join(root, 'opt/sealtrail/runtime/bin/node')).ino;
-    const up = ok(join(next, 'install.sh'), ['--root', root, 'agent', 'collector']);
+    const up = install(next, 'agent', 'collector');
+    expect(up.code, up.stderr).toBe(0);
     expect(up.stdout).toMatch(/installed .* in \/opt\/sealtrail/);
+    expect(up.stdout).not.toMatch(/stk_|enrolling|not enrolled/);
     expect(JSON.parse(readFileSync(join(root, 'opt/sealtrail/BUILD.json'), 'utf8')).commit).toBe(
       'next-build',
     );
     expect(statSync(join(root, 'opt/sealtrail/runtime/bin/node')).ino).not.toBe(nodeIno);
     expect(readFileSync(agentConf, 'utf8')).toBe(confText);
+    expect(readFileSync(join(pki, 'ca.key'), 'utf8')).toBe(caKey);
+    expect(readFileSync(join(agentData, 'enrollment.json'), 'utf8')).toBe(enrollment);
 
     // v2: collector up, agent restarted on the same data; the backlog ships, then a new event.
-    const collector = new BundleProc(installed('collector'), ['run', '--config', collectorConf]).start();
+    const collector = new BundleProc(installed('collector'), ['run', '--config', cfg.collector]).start();
     await collector.waitHttp(`http://127.0.0.1:${ports.collectorHttp}/readyz`, (s) => s === 200, 'collector');
-    const agent2 = new BundleProc(installed('agent'), ['run', '--config', agentConf]).start();
+    const agent2 = new BundleProc(installed('agent'), ['run', '--config', cfg.agent]).start();
     await agent2.waitHttp(`http://127.0.0.1:${ports.agentHttp}/readyz`, (s) => s === 200, 'agent ready');
     const fresh = await postEvents(ports.agentHttp, 1, 'after-upgrade');
     const want = [...backlog, ...fresh];
@@ -439,9 +597,9 @@ describe('.deb packages (dpkg --root into a throwaway root)', () => {
     );
   });
 
-  it('install: files, modes, user, conffiles, enabled units', ({ skip }) => {
+  it('install: files, modes, user, conffiles, the collector PKI, enabled units', ({ skip }) => {
     needRoot(skip);
-    needTools(skip, 'dpkg', 'dpkg-deb', 'useradd', 'deb-systemd-helper');
+    needTools(skip, 'dpkg', 'dpkg-deb', 'useradd', 'deb-systemd-helper', 'setpriv');
     root = fakeRoot('root-deb');
     mkdirSync(join(root, 'var/lib/dpkg/info'), { recursive: true });
     mkdirSync(join(root, 'var/lib/dpkg/updates'), { recursive: true });
@@ -449,7 +607,7 @@ describe('.deb packages (dpkg --root into a throwaway root)', () => {
     writeFileSync(join(root, 'var/lib/dpkg/status'), '');
     writeFileSync(join(root, 'var/lib/dpkg/available'), '');
     const d = debs();
-    dpkg('-i', d.main, d.agent, d.collector);
+    const installed = dpkg('-i', d.main, d.agent, d.collector);
 
     // dpkg-query's own ${field} syntax, not template literals.
     const dpkgField = (f: string) => `\${${f}}`;
@@ -492,6 +650,21 @@ describe('.deb packages (dpkg --root into a throwaway root)', () => {
       join(root, 'etc/sealtrail/agent.yaml'),
     ]);
     expect(check.stdout).toMatch(/valid/);
+
+    // The collector's postinst made its PKI as sealtrail and showed the fingerprint and key once;
+    // the agent's said how to enroll (it starts only once enrolled).
+    expect(installed.stdout).toMatch(/CA fingerprint\s+sha256:[0-9a-f]{64}/);
+    expect(installed.stdout).toMatch(/^\s+stk_\S+$/m);
+    const pki = join(root, 'var/lib/sealtrail/collector/pki');
+    expect(mode(pki)).toBe('0700');
+    for (const f of ['ca.key', 'server.key', 'api-keys', 'token.secret']) {
+      expect(mode(join(pki, f)), f).toBe('0600');
+      expect(owner(join(pki, f)), f).toEqual({ uid, gid });
+    }
+    expect(installed.stdout).toMatch(/sealtrail-agent: the agent is not enrolled with a collector/);
+    expect(installed.stdout).toMatch(
+      /sudo -u sealtrail sealtrail-agent enroll --config \/etc\/sealtrail\/agent\.yaml/,
+    );
   }, 60_000);
 
   it('installed units pass systemd-analyze verify against the real binaries', ({ skip }) => {
@@ -499,6 +672,9 @@ describe('.deb packages (dpkg --root into a throwaway root)', () => {
     if (!root) return skip('needs the installed root');
     mkdirSync(join(root, 'usr/lib/systemd'), { recursive: true });
     cpSync('/usr/lib/systemd/system', join(root, 'usr/lib/systemd/system'), { recursive: true });
+    // The collector's ExecReload runs the system's sh.
+    mkdirSync(join(root, 'bin'), { recursive: true });
+    copyFileSync(realpathSync('/bin/sh'), join(root, 'bin/sh'));
     const r = run('systemd-analyze', [
       'verify',
       '--man=no',
@@ -518,10 +694,15 @@ describe('.deb packages (dpkg --root into a throwaway root)', () => {
     const edited = `${readFileSync(conf, 'utf8')}# edited by the operator\n`;
     writeFileSync(conf, edited);
     writeFileSync(join(root, 'var/lib/sealtrail/agent/journal-marker'), 'backlog');
+    const caKey = join(root, 'var/lib/sealtrail/collector/pki/ca.key');
+    const key = readFileSync(caKey, 'utf8');
     const d = debs();
-    dpkg('-i', d.main, d.agent); // stdin is empty: a conffile prompt would fail this
+    const again = dpkg('-i', d.main, d.agent, d.collector); // stdin is empty: a conffile prompt would fail this
     expect(readFileSync(conf, 'utf8')).toBe(edited);
     expect(readFileSync(join(root, 'var/lib/sealtrail/agent/journal-marker'), 'utf8')).toBe('backlog');
+    // The PKI is made once: the reinstall keeps it and shows no new key.
+    expect(readFileSync(caKey, 'utf8')).toBe(key);
+    expect(again.stdout).not.toMatch(/stk_/);
 
     dpkg('--remove', 'sealtrail-agent');
     expect(exists(join(root, 'lib/systemd/system/sealtrail-agent.service'))).toBe(false);

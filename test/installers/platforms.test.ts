@@ -6,8 +6,9 @@
  * - the launchd plists and WinSW service definitions are well-formed and point into the bundle;
  *   install.ps1 is ASCII with balanced brackets and names only files the bundle has (PowerShell
  *   itself is not run here: see docs/install.md);
- * - every sample config passes `check-config` of the current schema, and the Linux ones keep
- *   their writes inside the unit's ReadWritePaths.
+ * - every sample config passes `check-config` of the current schema, uses TLS (no
+ *   `insecure: true`) and says how to enroll, and the Linux ones keep their writes inside the
+ *   unit's ReadWritePaths.
  */
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -195,6 +196,14 @@ describe('sample configs', () => {
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/valid/);
+  });
+
+  it.each(samples)('%s: %s uses TLS and says how to enroll', (c, file) => {
+    const text = readFileSync(file, 'utf8');
+    // insecure: true appears in comments only (loopback development), never as a setting.
+    expect(text).not.toMatch(/^\s*insecure:/m);
+    expect(text).toMatch(/loopback/);
+    expect(text).toMatch(c === 'agent' ? /sealtrail-agent(\.cmd)? enroll/ : /token create/);
   });
 
   it('the Linux samples write only where their units allow', () => {
