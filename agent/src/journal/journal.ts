@@ -5,12 +5,16 @@
  *   'r' u64be(seq)   → record_hash(32) || event_bytes        one record of the current chain
  *   'm' <name>       → JSON                                   meta: identity, chain, head, acked
  *   'p' <source>     → JSON                                   a source's read position
+ *   's' <ns> 0x00 <key> → JSON                                state kept by sources (FIM baseline
+ *                                                            entries `fim/<source>`, inventory
+ *                                                            snapshots `inv/<source>/<table>`)
  *
  * Invariants:
  *   - records are contiguous from acked+1 to head; record(n) chains to record(n-1)
  *     (record 0 is `agent.chain.start` and chains to 32 zero bytes);
- *   - the head, the records and the positions given with them are written in one
- *     `sync: true` batch, so a position is never ahead of its events (nor behind);
+ *   - the head, the records and the positions and state entries given with them are
+ *     written in one `sync: true` batch, so a position (or a baseline entry) is never
+ *     ahead of its events (nor behind);
  *   - an append resolves only after that batch is durable;
  *   - a record is deleted only after the collector acknowledged it (`ack`).
  *
@@ -46,10 +50,19 @@ export interface JournalStats {
   backlogRecords: number;
 }
 
-/** What a caller appends: canonical event bytes, plus read positions committed with them. */
+/** One entry of a source's keyed state; `value: null` deletes it. */
+export interface StateWrite {
+  ns: string;
+  key: string;
+  value: unknown;
+}
+
+/** What a caller appends: canonical event bytes, plus read positions and state committed with them. */
 export interface AppendRequest {
   events: Buffer[];
   positions?: Record<string, unknown>;
+  /** Keyed state (FIM baseline, inventory snapshot) written in the same batch as the events. */
+  state?: StateWrite[];
 }
 
 interface InternalAppend extends AppendRequest {
@@ -74,6 +87,11 @@ function recordKey(seq: bigint): Buffer {
 
 function positionKey(source: string): Buffer {
   return Buffer.from(`p${source}`, 'utf8');
+}
+
+function stateKey(ns: string, key: string): Buffer {
+  if (ns.includes('\0')) throw new SealtrailError('ST_JOURNAL_STATE_NS', `state namespace "${ns}" contains NUL`);
+  return Buffer.from(`s${ns}\0${key}`, 'utf8');
 }
 
 interface Pending {
@@ -199,7 +217,7 @@ export class Journal extends EventEmitter<{ appended: [bigint] }> {
         }),
       );
     }
-    if (req.events.length === 0 && !req.positions) {
+    if (req.events.length === 0 && !req.positions && !req.state?.length) {
       return Promise.resolve({ first: this.nextSeq(), last: this.nextSeq() - 1n });
     }
     return new Promise((resolve, reject) => {
@@ -240,6 +258,11 @@ export class Journal extends EventEmitter<{ appended: [bigint] }> {
       }
       for (const [source, pos] of Object.entries(p.req.positions ?? {})) {
         ops.push({ type: 'put', key: positionKey(source), value: Buffer.from(JSON.stringify(pos)) });
+      }
+      for (const w of p.req.state ?? []) {
+        const key = stateKey(w.ns, w.key);
+        if (w.value === null || w.value === undefined) ops.push({ type: 'del', key });
+        else ops.push({ type: 'put', key, value: Buffer.from(JSON.stringify(w.value)) });
       }
       for (const [name, value] of Object.entries(p.req.meta ?? {})) {
         ops.push({
@@ -336,6 +359,22 @@ export class Journal extends EventEmitter<{ appended: [bigint] }> {
   async position<T>(source: string): Promise<T | undefined> {
     const v = await this.db.get(positionKey(source));
     return v ? (JSON.parse(v.toString()) as T) : undefined;
+  }
+
+  /** One entry of a source's keyed state, or undefined. */
+  async getState<T>(ns: string, key: string): Promise<T | undefined> {
+    const v = await this.db.get(stateKey(ns, key));
+    return v ? (JSON.parse(v.toString()) as T) : undefined;
+  }
+
+  /** Every entry of a namespace, in key order (streamed: a 100,000-entry baseline is never one value). */
+  async *stateEntries<T>(ns: string): AsyncGenerator<[string, T]> {
+    const gte = stateKey(ns, '');
+    const lt = Buffer.from(`s${ns}\x01`, 'utf8');
+    const skip = gte.length;
+    for await (const [key, value] of this.db.iterator({ gte, lt })) {
+      yield [key.subarray(skip).toString('utf8'), JSON.parse(value.toString()) as T];
+    }
   }
 
   async close(): Promise<void> {
