@@ -18,7 +18,7 @@
  * concurrency, and the walk streams directories.
  */
 import { lstat, opendir, readlink, stat } from 'node:fs/promises';
-import { dirname, join, resolve, sep } from 'node:path';
+import { basename, dirname, isAbsolute, join, resolve, sep } from 'node:path';
 import { createHash } from 'node:crypto';
 import { type FSWatcher, watch } from 'chokidar';
 import picomatch from 'picomatch';
@@ -180,6 +180,15 @@ export class FileIntegrity implements Source {
     this.watcher = watcher;
     const onPath = (p: string) => this.markDirty(resolve(p));
     watcher.on('add', onPath).on('change', onPath).on('unlink', onPath);
+    // chokidar drops a `change` whose mtime did not move once atime passed mtime (it takes it
+    // for a read): a chmod or chown after the file was hashed. The raw inotify event still
+    // names the path, and checking a path is idempotent, so raw changes mark it dirty too.
+    watcher.on('raw', (event: string, rel: string, details?: { watchedPath?: string }) => {
+      if (event !== 'change' || !rel || !details?.watchedPath) return;
+      const w = details.watchedPath;
+      const path = isAbsolute(rel) ? rel : basename(w) === rel && this.baseline.has(w) ? w : join(w, rel);
+      if (this.baseline.has(path)) this.markDirty(path);
+    });
     watcher.on('unlinkDir', (dir: string) => {
       const prefix = resolve(dir) + sep;
       for (const p of this.baseline.keys()) if (p.startsWith(prefix)) this.markDirty(p);
