@@ -183,9 +183,9 @@ export class FileIntegrity implements Source {
     // chokidar drops a `change` whose mtime did not move once atime passed mtime (it takes it
     // for a read): a chmod or chown after the file was hashed. The raw inotify event still
     // names the path, and checking a path is idempotent, so raw changes mark it dirty too.
-    watcher.on('raw', (event: string, rel: string, details?: { watchedPath?: string }) => {
-      if (event !== 'change' || !rel || !details?.watchedPath) return;
-      const w = details.watchedPath;
+    watcher.on('raw', (event, rel, details) => {
+      const w = (details as { watchedPath?: string } | undefined)?.watchedPath;
+      if (event !== 'change' || !rel || !w) return;
       const path = isAbsolute(rel) ? rel : basename(w) === rel && this.baseline.has(w) ? w : join(w, rel);
       if (this.baseline.has(path)) this.markDirty(path);
     });

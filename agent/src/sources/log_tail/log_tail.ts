@@ -17,9 +17,11 @@
  *     the agent was stopped is found again by inode in its directory and drained.
  *   - by copytruncate: the file shrinks below the offset, or its fingerprint
  *     changes: it is read again from 0 (sealed as `log.file.truncated`). Lines
- *     written between the last read and the copy exist only in the copy; a copy the
- *     include patterns also match is recognised by its fingerprint and skipped
- *     (reading it would duplicate what was already read).
+ *     written before the copy but not yet read exist only in the copy: when the
+ *     include patterns match the copy (`app.log*`), it is recognised by its
+ *     fingerprint and read from the offset the original had been read to, so the
+ *     only loss is what was written between the copy and the truncate, which no
+ *     tailer can see. A copy is never read while its original is not truncated.
  *   - inode reuse: same (dev, ino) with another fingerprint is a new file.
  */
 import { createHash } from 'node:crypto';
@@ -77,17 +79,30 @@ class Tailed {
   lastData = Date.now();
   parser: Parser;
 
+  /** The file's first bytes as this tailer read them (up to `fingerprint_bytes`), and their SHA-256. */
+  head: Buffer = Buffer.alloc(0);
+  fp = '';
+
   constructor(
     readonly key: string,
     public path: string,
     readonly fh: FileHandle,
     offset: number,
-    public fp: string,
-    public fpLen: number,
+    head: Buffer,
     parserConfig: ParserConfig,
   ) {
     this.pos = offset;
+    this.setHead(head);
     this.parser = createParser(parserConfig);
+  }
+
+  get fpLen(): number {
+    return this.head.length;
+  }
+
+  setHead(head: Buffer): void {
+    this.head = Buffer.from(head);
+    this.fp = sha256(head);
   }
 
   /** First byte not yet sealed. */
@@ -98,18 +113,23 @@ class Tailed {
   }
 }
 
-async function fingerprint(fh: FileHandle, len: number): Promise<{ fp: string; len: number }> {
-  const buf = Buffer.alloc(len);
-  const { bytesRead } = await fh.read(buf, 0, len, 0);
-  return { fp: createHash('sha256').update(buf.subarray(0, bytesRead)).digest('hex'), len: bytesRead };
+function sha256(b: Buffer): string {
+  return createHash('sha256').update(b).digest('hex');
 }
 
-async function prefixHash(fh: FileHandle, len: number): Promise<string | null> {
-  if (len === 0) return createHash('sha256').digest('hex');
+/** Up to `len` bytes from the start of the file (fewer when it is shorter). */
+async function readHead(fh: FileHandle, len: number): Promise<Buffer> {
+  if (len === 0) return Buffer.alloc(0);
   const buf = Buffer.alloc(len);
   const { bytesRead } = await fh.read(buf, 0, len, 0);
-  if (bytesRead < len) return null;
-  return createHash('sha256').update(buf).digest('hex');
+  return buf.subarray(0, bytesRead);
+}
+
+/** The file still starts with the bytes this tailer read there. */
+async function sameHead(t: Tailed): Promise<boolean> {
+  if (t.fpLen === 0) return true;
+  const h = await readHead(t.fh, t.fpLen);
+  return h.length === t.fpLen && h.equals(t.head);
 }
 
 function hasGlob(p: string): boolean {
@@ -120,9 +140,14 @@ export class LogTail implements Source {
   private readonly encoder: EventEncoder;
   private readonly files = new Map<string, Tailed>();
   /** (dev:ino) of copies skipped by fingerprint, with the fingerprint they had. */
-  private readonly ignoredCopies = new Map<string, string>();
-  /** Full-length fingerprints of content read before a truncation: a copy of it appearing later is skipped. */
-  private readonly pastFingerprints = new Set<string>();
+  /**
+   * Copies of a file being read (same full-length fingerprint, another inode): held, unread,
+   * until the original is truncated (copytruncate), then read from where the original stopped.
+   * A copy whose original is never truncated (a backup) is never read: no duplicates.
+   */
+  private readonly pendingCopies = new Map<string, { path: string; fp: string }>();
+  /** Fingerprint of content that was truncated away → the line offset it had been read to. */
+  private readonly pastFingerprints = new Map<string, number>();
   private readonly abort = new AbortController();
   private loop: Promise<void> | null = null;
   private stopping: Promise<void> | null = null;
@@ -250,17 +275,17 @@ export class LogTail implements Source {
     const first = this.firstDiscovery;
     this.firstDiscovery = false;
     const paths = await this.expand();
-    const live = new Set<string>();
+    const found: { path: string; key: string; size: number }[] = [];
     for (const path of paths) {
-      let st: Awaited<ReturnType<typeof stat>>;
       try {
-        st = await stat(path);
-      } catch {
-        continue;
-      }
-      if (!st.isFile()) continue;
-      const key = `${st.dev}:${st.ino}`;
-      live.add(key);
+        const st = await stat(path);
+        if (st.isFile()) found.push({ path, key: `${st.dev}:${st.ino}`, size: st.size });
+      } catch {}
+    }
+    const live = new Set(found.map((f) => f.key));
+    // Files rotated away while stopped are older than what is at the paths now: drained first.
+    if (first) await this.recoverRotated(live);
+    for (const { path, key, size } of found) {
       const known = this.files.get(key);
       if (known) {
         known.path = path;
@@ -271,15 +296,14 @@ export class LogTail implements Source {
         this.errors.inc({ source: this.config.name, stage: 'too_many_files' });
         continue;
       }
-      await this.openNew(path, key, st.size, first);
+      await this.openNew(path, key, size, first);
     }
     for (const t of this.files.values()) if (!live.has(t.key)) t.rotated = true;
-    if (first) await this.recoverRotated(live);
-    for (const key of this.ignoredCopies.keys()) if (!live.has(key)) this.ignoredCopies.delete(key);
+    for (const key of this.pendingCopies.keys()) if (!live.has(key)) this.pendingCopies.delete(key);
   }
 
   private async openNew(path: string, key: string, size: number, first: boolean): Promise<void> {
-    if (this.ignoredCopies.has(key)) return;
+    if (this.pendingCopies.has(key)) return;
     let fh: FileHandle;
     try {
       fh = await open(path, 'r');
@@ -292,27 +316,33 @@ export class LogTail implements Source {
     const saved = this.restored[key];
     if (saved) {
       delete this.restored[key];
-      const h = await prefixHash(fh, saved.fp_len);
-      if (h === saved.fp && saved.offset <= size) {
-        this.files.set(key, new Tailed(key, path, fh, saved.offset, saved.fp, saved.fp_len, this.config.parser));
+      const head = await readHead(fh, saved.fp_len);
+      if (head.length === saved.fp_len && sha256(head) === saved.fp && saved.offset <= size) {
+        this.files.set(key, new Tailed(key, path, fh, saved.offset, head, this.config.parser));
         return;
       }
       // Same inode, other content: the inode was reused or the file truncated while stopped.
     }
-    const { fp, len } = await fingerprint(fh, fpBytes);
+    const head = await readHead(fh, fpBytes);
+    const fp = sha256(head);
+    const len = head.length;
     if (len >= fpBytes) {
-      const known = this.pastFingerprints.has(fp);
-      for (const t of [...this.files.values(), ...(known ? [{ fp, fpLen: len }] : [])]) {
+      const readTo = this.pastFingerprints.get(fp);
+      if (readTo !== undefined) {
+        // The copy of content truncated away: its lines up to `readTo` were sealed from the original.
+        this.files.set(key, new Tailed(key, path, fh, Math.min(readTo, size), head, this.config.parser));
+        return;
+      }
+      for (const t of this.files.values()) {
         if (t.fpLen === len && t.fp === fp) {
-          // A copy of a file being read (copytruncate's copy): reading it would duplicate lines.
-          this.ignoredCopies.set(key, fp);
+          this.pendingCopies.set(key, { path, fp });
           await fh.close();
           return;
         }
       }
     }
     const offset = first && this.firstRun && this.config.start_at === 'end' ? size : 0;
-    this.files.set(key, new Tailed(key, path, fh, offset, fp, len, this.config.parser));
+    this.files.set(key, new Tailed(key, path, fh, offset, head, this.config.parser));
   }
 
   /** Files in the saved position that the patterns no longer match: renamed while stopped. */
@@ -355,9 +385,27 @@ export class LogTail implements Source {
     return { version: 1, files };
   }
 
+  /** Journal appends in flight: the next chunk is parsed while the last one is being written. */
+  private inflight: Promise<unknown>[] = [];
+
+  /**
+   * Seals events with the positions as they stand now. Resolves once at most one earlier
+   * batch is still being written (appends are applied in order, so a later position never
+   * lands before the events it covers); `flushCommits()` waits for all of them.
+   */
   private async commit(drafts: EventDraft[], now: Date): Promise<void> {
     const events = drafts.map((d) => this.encoder.encode(d, now));
-    await this.settings.journal.append({ events, positions: { [this.config.name]: this.positions() } });
+    const p = this.settings.journal.append({ events, positions: { [this.config.name]: this.positions() } });
+    this.inflight.push(p);
+    p.then(
+      () => this.inflight.splice(this.inflight.indexOf(p), 1),
+      () => {},
+    );
+    if (this.inflight.length > 1) await this.inflight[0];
+  }
+
+  private async flushCommits(): Promise<void> {
+    await Promise.all(this.inflight);
   }
 
   /** Reads what is new in one file; true when it read a full chunk (more may be waiting). */
@@ -386,18 +434,26 @@ export class LogTail implements Source {
     const want = Math.min(this.buf.length, size - t.pos);
     const { bytesRead } = await t.fh.read(this.buf, 0, want, t.pos);
     if (bytesRead === 0) return false;
-    t.lastData = Date.now();
-    const undo = { pos: t.pos, pending: t.pending, skipping: t.skipping };
-    const drafts = this.split(t, this.buf.subarray(0, bytesRead), now);
-    if (t.fpLen < this.config.fingerprint_bytes && t.pos >= t.fpLen) {
-      const { fp, len } = await fingerprint(t.fh, this.config.fingerprint_bytes);
-      t.fp = fp;
-      t.fpLen = len;
+    // Checked again after the read: a truncate-and-rewrite between the check above and the
+    // read would otherwise hand us new content at an old offset (misread, then read twice).
+    if (!(await sameHead(t))) {
+      await this.truncated(t, (await t.fh.stat()).size, now);
+      return true;
     }
+    t.lastData = Date.now();
+    const start = t.pos;
+    const chunk = this.buf.subarray(0, bytesRead);
+    const fpBytes = this.config.fingerprint_bytes;
+    if (t.fpLen < fpBytes && start <= t.fpLen && start + bytesRead > t.fpLen) {
+      // The fingerprint grows from the bytes read, never from a second look at the file.
+      t.setHead(Buffer.concat([t.head.subarray(0, start), chunk.subarray(0, fpBytes - start)]));
+    }
+    const undo = { pos: t.pos, pending: t.pending, skipping: t.skipping };
+    const drafts = this.split(t, chunk, now);
     try {
       await this.commit(drafts, now);
     } catch (err) {
-      // Not durable: read the same bytes again next time.
+      // Not durable: read the same bytes again next time (the journal refuses appends after a failed write).
       Object.assign(t, undo);
       throw err;
     }
@@ -406,25 +462,26 @@ export class LogTail implements Source {
 
   /** The first bytes no longer match the fingerprint: rewritten in place (truncated, then grown past the offset). */
   private async rewritten(t: Tailed, size: number): Promise<boolean> {
-    if (size === t.pos || t.fpLen === 0) return false;
-    const h = await prefixHash(t.fh, t.fpLen);
-    return h !== t.fp;
+    if (size === t.pos) return false;
+    return !(await sameHead(t));
   }
 
   private async truncated(t: Tailed, size: number, now: Date): Promise<void> {
     this.truncations.inc({ source: this.config.name });
-    const drafts = [...t.parser.flush(now, 0), ...this.finalPartial(t, now)];
-    const at = t.pos;
-    if (t.fpLen === this.config.fingerprint_bytes) {
+    const drafts = t.parser.flush(now, 0);
+    // A partial last line is not emitted: a copytruncate copy holds it whole and is read from its start.
+    const at = t.pos - t.pending.length;
+    const oldFp = t.fp;
+    const hadFullFp = t.fpLen === this.config.fingerprint_bytes;
+    if (hadFullFp) {
       if (this.pastFingerprints.size >= 1024) this.pastFingerprints.clear();
-      this.pastFingerprints.add(t.fp);
+      this.pastFingerprints.set(oldFp, at);
     }
     t.pos = 0;
     t.pending = Buffer.alloc(0);
     t.skipping = false;
-    const { fp, len } = await fingerprint(t.fh, this.config.fingerprint_bytes);
-    t.fp = fp;
-    t.fpLen = len;
+    // Nothing of the new content is read yet: its fingerprint grows from the first read.
+    t.setHead(Buffer.alloc(0));
     drafts.push({
       category: 'system',
       type: 'log.file.truncated',
@@ -436,6 +493,18 @@ export class LogTail implements Source {
       attributes: { file: t.path, offset_before: at, size_after: size },
     });
     await this.commit(drafts, now);
+    if (!hadFullFp) return;
+    for (const [key, copy] of this.pendingCopies) {
+      if (copy.fp !== oldFp) continue;
+      this.pendingCopies.delete(key);
+      let st: Awaited<ReturnType<typeof stat>>;
+      try {
+        st = await stat(copy.path);
+      } catch {
+        continue;
+      }
+      if (`${st.dev}:${st.ino}` === key) await this.openNew(copy.path, key, st.size, false);
+    }
   }
 
   /** An incomplete last line of a file that will not grow again: kept, marked partial. */
@@ -453,6 +522,7 @@ export class LogTail implements Source {
   private async close(t: Tailed, drafts: EventDraft[], now: Date): Promise<void> {
     this.files.delete(t.key);
     await this.commit(drafts, now);
+    await this.flushCommits();
     await t.fh.close().catch(() => {});
   }
 
@@ -525,6 +595,7 @@ export class LogTail implements Source {
       this.abort.abort();
       this.wake?.();
       await this.loop;
+      await this.flushCommits().catch(() => {});
       for (const t of this.files.values()) await t.fh.close().catch(() => {});
       this.files.clear();
     })();

@@ -47,6 +47,11 @@ export function parseFields(text: string): Record<string, string> {
       Object.assign(out, parseFields(v.slice(1, -1)));
       continue;
     }
+    if (/^[A-Z][A-Z0-9_]*$/.test(k)) {
+      // An interpreted field without the 0x1d separator (a log that lost it): still interpreted.
+      out[`_${k.toLowerCase()}`] = v.startsWith('"') && v.endsWith('"') ? v.slice(1, -1) : v;
+      continue;
+    }
     if (v.startsWith('"') && v.endsWith('"')) v = v.slice(1, -1);
     else if (ENCODED.test(k) && /^[0-9A-F]+$/.test(v) && v.length % 2 === 0 && v.length >= 2) v = decodeHex(v);
     out[k] = v;
