@@ -299,6 +299,7 @@ export class LogTail implements Source {
       await this.openNew(path, key, size, first);
     }
     for (const t of this.files.values()) if (!live.has(t.key)) t.rotated = true;
+    this.restored = {};
     for (const key of this.pendingCopies.keys()) if (!live.has(key)) this.pendingCopies.delete(key);
   }
 
@@ -374,7 +375,6 @@ export class LogTail implements Source {
         break;
       }
     }
-    this.restored = {};
   }
 
   private positions(): TailPosition {
