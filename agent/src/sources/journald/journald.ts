@@ -164,6 +164,13 @@ export class Journald implements Source {
     });
     child.on('error', (err) => this.settings.log.error({ err }, 'journalctl failed to start'));
     const rl = createInterface({ input: child.stdout!, crlfDelay: Number.POSITIVE_INFINITY });
+    let rlClosed = false;
+    rl.on('close', () => {
+      rlClosed = true;
+    });
+    const resume = () => {
+      if (!rlClosed && !this.stopped) rl.resume();
+    };
     rl.on('line', (line) => {
       if (line === '') return;
       try {
@@ -172,7 +179,7 @@ export class Journald implements Source {
         this.pending.push({ MESSAGE: line, __unparsed: true });
       }
       if (this.pending.length >= this.config.batch_max_entries) rl.pause();
-      this.schedule(rl);
+      this.schedule(resume);
     });
     child.on('close', (code, signal) => {
       if (this.child === child) this.child = null;
@@ -190,7 +197,7 @@ export class Journald implements Source {
     });
   }
 
-  private schedule(rl: ReturnType<typeof createInterface>): void {
+  private schedule(resume: () => void): void {
     if (this.flushing) return;
     this.flushing = (async () => {
       await new Promise((r) => setImmediate(r));
@@ -206,7 +213,7 @@ export class Journald implements Source {
         }
       }
       this.flushing = null;
-      if (!this.stopped) rl.resume();
+      resume();
     })();
   }
 
