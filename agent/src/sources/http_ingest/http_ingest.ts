@@ -88,6 +88,10 @@ class HttpIngest implements Source {
         // Compare digests in constant time: the token's length and prefix are not observable.
         if (!m || !timingSafeEqual(digest(m[1]!.trim()), want)) {
           items.inc({ source: config.name, outcome: 'unauthorized' });
+          // Read (a bounded) body first: answering before it is consumed resets the connection
+          // under the client, which then sees EPIPE instead of the 401.
+          const length = Number(c.req.header('content-length') ?? 0);
+          if (length > 0 && length <= config.max_body_bytes) await c.req.arrayBuffer().catch(() => {});
           return c.json({ error: 'missing or wrong bearer token' }, 401, {
             'WWW-Authenticate': 'Bearer realm="sealtrail"',
           });
