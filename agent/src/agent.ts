@@ -276,16 +276,23 @@ export class Agent {
     } catch (err) {
       this.reloads.inc({ outcome: 'invalid' });
       this.configValid.set(0);
-      this.log.error({ err: (err as Error).message }, 'config reload refused; the running config stays in place');
+      this.log.error(
+        { err: (err as Error).message },
+        'config reload refused; the running config stays in place',
+      );
       return { ...result, ok: false, error: (err as Error).message };
     }
     const old = this.config;
     for (const section of ['collector', 'http', 'journal'] as const) {
       if (!sameJson(old[section], cfg[section])) result.ignored.push(section);
     }
-    if (old.agent.data_dir !== cfg.agent.data_dir || old.agent.name !== cfg.agent.name) result.ignored.push('agent');
+    if (old.agent.data_dir !== cfg.agent.data_dir || old.agent.name !== cfg.agent.name)
+      result.ignored.push('agent');
     if (result.ignored.length > 0) {
-      this.log.warn({ sections: result.ignored }, 'config sections changed that need a restart; kept as they were');
+      this.log.warn(
+        { sections: result.ignored },
+        'config sections changed that need a restart; kept as they were',
+      );
     }
     if (cfg.agent.log_level !== old.agent.log_level) this.log.level = cfg.agent.log_level;
     this.globalRedact = compileRedaction(cfg.redact);

@@ -15,10 +15,12 @@ export function agentJsonSchema(): Record<string, unknown> {
     target: 'draft-2020-12',
   }) as Record<string, unknown>;
   // The host name default is the generating machine's: not something to write into a shared file.
-  const agent = (schema.properties as Record<string, { properties: Record<string, Record<string, unknown>> }>).agent!;
+  const agent = (schema.properties as Record<string, { properties: Record<string, Record<string, unknown>> }>)
+    .agent!;
   delete agent.properties.name!.default;
   agent.properties.name!.description = "host.name on every event; the machine's host name when unset";
-  const sources = (schema.properties as Record<string, { items: { oneOf: Record<string, unknown>[] } }>).sources!;
+  const sources = (schema.properties as Record<string, { items: { oneOf: Record<string, unknown>[] } }>)
+    .sources!;
   for (const variant of sources.items.oneOf) {
     const type = (variant.properties as Record<string, { const?: string }>).type?.const;
     if (type) variant.title = `source: ${type}`;

@@ -90,7 +90,8 @@ function positionKey(source: string): Buffer {
 }
 
 function stateKey(ns: string, key: string): Buffer {
-  if (ns.includes('\0')) throw new SealtrailError('ST_JOURNAL_STATE_NS', `state namespace "${ns}" contains NUL`);
+  if (ns.includes('\0'))
+    throw new SealtrailError('ST_JOURNAL_STATE_NS', `state namespace "${ns}" contains NUL`);
   return Buffer.from(`s${ns}\0${key}`, 'utf8');
 }
 

@@ -42,7 +42,13 @@ describe('sources config errors name the path and the source', () => {
     name: j
     priority: loud
 `);
-    expect(msg.split('\n').slice(1).map((l) => l.trim()).sort()).toEqual(
+    expect(
+      msg
+        .split('\n')
+        .slice(1)
+        .map((l) => l.trim())
+        .sort(),
+    ).toEqual(
       [
         'sources[0] (name: auth): unknown key "bogus"',
         'sources[0] (name: auth).max_line_bytes: expected a size like "64KiB", "512MiB", got "12 parsecs"',

@@ -15,9 +15,9 @@ import {
   MAX_MESSAGE_CHARS,
   newEventId,
   OUTCOMES,
-  type SOURCE_KINDS,
   SEVERITIES,
   type Severity,
+  type SOURCE_KINDS,
 } from '@sealtrail/event';
 import type { Counter } from '@sealtrail/telemetry';
 import type { SourceSettings } from '../source.js';
@@ -63,7 +63,8 @@ function fields(
       s = s.slice(0, MAX_FIELD_CHARS);
       clipped.push(`${prefix}.${k}`);
     }
-    (out ??= {})[k] = s;
+    out ??= {};
+    out[k] = s;
   }
   return out;
 }
@@ -80,13 +81,17 @@ const OUTCOME_SET = new Set<string>(OUTCOMES);
  */
 function quickValid(e: AuditEvent): boolean {
   if (!TYPE_RE.test(e.type) || e.type.length > 128) return false;
-  if (!CATEGORY_SET.has(e.category) || !SEVERITY_SET.has(e.severity) || !OUTCOME_SET.has(e.outcome)) return false;
-  if (typeof e.action !== 'string' || e.action.length === 0 || e.action.length > MAX_FIELD_CHARS) return false;
-  if (e.message !== undefined && (typeof e.message !== 'string' || e.message.length > MAX_MESSAGE_CHARS)) return false;
+  if (!CATEGORY_SET.has(e.category) || !SEVERITY_SET.has(e.severity) || !OUTCOME_SET.has(e.outcome))
+    return false;
+  if (typeof e.action !== 'string' || e.action.length === 0 || e.action.length > MAX_FIELD_CHARS)
+    return false;
+  if (e.message !== undefined && (typeof e.message !== 'string' || e.message.length > MAX_MESSAGE_CHARS))
+    return false;
   for (const part of [e.actor, e.resource]) {
     if (part === undefined) continue;
     if (typeof part !== 'object' || part === null) return false;
-    for (const v of Object.values(part)) if (typeof v !== 'string' || v.length > MAX_FIELD_CHARS) return false;
+    for (const v of Object.values(part))
+      if (typeof v !== 'string' || v.length > MAX_FIELD_CHARS) return false;
   }
   return e.attributes === undefined || (typeof e.attributes === 'object' && e.attributes !== null);
 }

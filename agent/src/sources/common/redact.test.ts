@@ -39,7 +39,9 @@ describe('redaction', () => {
     expect(out.actor!.ip).toMatch(/^hmac-sha256:[0-9a-f]{64}$/);
     // deterministic with one key, different with another
     expect(redact(event).actor!.ip).toBe(out.actor!.ip);
-    const other = compileRedaction(rules([{ field: 'actor.ip', action: 'hash', key: 'another-16-char-key' }]));
+    const other = compileRedaction(
+      rules([{ field: 'actor.ip', action: 'hash', key: 'another-16-char-key' }]),
+    );
     expect(other(event).actor!.ip).not.toBe(out.actor!.ip);
     // the input is unchanged
     expect(event.actor).toEqual({ user: 'alice', ip: '203.0.113.9' });

@@ -28,7 +28,9 @@ export interface Kit {
   close(): Promise<void>;
 }
 
-export async function makeKit(opts: { redact?: RedactRule[]; dir?: string; maxEventBytes?: number } = {}): Promise<Kit> {
+export async function makeKit(
+  opts: { redact?: RedactRule[]; dir?: string; maxEventBytes?: number } = {},
+): Promise<Kit> {
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'sealtrail-src-'));
   const host = { id: TEST_AGENT_ID, name: 'test-host', os: 'linux' };
   const open = async () => {
@@ -84,7 +86,11 @@ export async function makeKit(opts: { redact?: RedactRule[]; dir?: string; maxEv
   return kit;
 }
 
-export async function waitUntil(what: string, pred: () => boolean | Promise<boolean>, timeoutMs = 20_000): Promise<void> {
+export async function waitUntil(
+  what: string,
+  pred: () => boolean | Promise<boolean>,
+  timeoutMs = 20_000,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (await pred()) return;

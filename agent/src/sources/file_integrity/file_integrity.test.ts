@@ -94,7 +94,9 @@ describe('file_integrity', () => {
 
     rmSync(join(tree, 'sub/deep/c.conf'));
     await waitUntil('deleted', async () => (await ofType('file.deleted')).length === 1);
-    expect((await ofType('file.deleted'))[0]!.attributes).toMatchObject({ before: { sha256: sha('gamma\n') } });
+    expect((await ofType('file.deleted'))[0]!.attributes).toMatchObject({
+      before: { sha256: sha('gamma\n') },
+    });
 
     renameSync(join(tree, 'sub/b.conf'), join(tree, 'sub/b2.conf'));
     await waitUntil('rename', async () => (await ofType('file.deleted')).length === 2);
@@ -178,7 +180,11 @@ describe('hashing', () => {
     const pool = new HashPool(2, { maxBytes: 1 << 20, follow: false });
     expect(await pool.hash(p)).toEqual({ ok: true, sha256: sha('content'), bytes: 7 });
     expect(await pool.hash(kit.dir)).toMatchObject({ ok: false, reason: 'not_a_file' });
-    expect(await pool.hash(join(kit.dir, 'missing'))).toMatchObject({ ok: false, reason: 'error', detail: 'ENOENT' });
+    expect(await pool.hash(join(kit.dir, 'missing'))).toMatchObject({
+      ok: false,
+      reason: 'error',
+      detail: 'ENOENT',
+    });
     await pool.close();
     await kit.close();
   });

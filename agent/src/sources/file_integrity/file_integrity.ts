@@ -17,9 +17,10 @@
  * (a path is queued once however often it changes), checks run with a fixed
  * concurrency, and the walk streams directories.
  */
+
+import { createHash } from 'node:crypto';
 import { lstat, opendir, readlink, stat } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, resolve, sep } from 'node:path';
-import { createHash } from 'node:crypto';
 import { type FSWatcher, watch } from 'chokidar';
 import picomatch from 'picomatch';
 import type { StateWrite } from '../../journal/journal.js';
@@ -159,7 +160,8 @@ export class FileIntegrity implements Source {
 
   async start(): Promise<void> {
     const { journal } = this.settings;
-    for await (const [path, entry] of journal.stateEntries<BaselineEntry>(this.ns)) this.baseline.set(path, entry);
+    for await (const [path, entry] of journal.stateEntries<BaselineEntry>(this.ns))
+      this.baseline.set(path, entry);
     const pos = await journal.position<Position>(this.config.name);
     this.silent = pos?.baseline !== 'complete';
     this.hasher = new HashPool(this.config.hash_workers, {
@@ -366,7 +368,10 @@ export class FileIntegrity implements Source {
     try {
       st = this.config.follow_symlinks ? await stat(path) : await lstat(path);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENOTDIR')
+      if (
+        (err as NodeJS.ErrnoException).code === 'ENOENT' ||
+        (err as NodeJS.ErrnoException).code === 'ENOTDIR'
+      )
         return null;
       throw err;
     }
@@ -388,7 +393,9 @@ export class FileIntegrity implements Source {
   private async hash(path: string, e: BaselineEntry): Promise<void> {
     if (e.k === 'l') {
       try {
-        e.h = createHash('sha256').update(await readlink(path)).digest('hex');
+        e.h = createHash('sha256')
+          .update(await readlink(path))
+          .digest('hex');
       } catch {
         e.x = 'unreadable';
       }
@@ -456,7 +463,8 @@ export class FileIntegrity implements Source {
       const before = describe(old);
       const after = describe(cur);
       const contentChanged =
-        old.k !== cur.k || (cur.h !== null && old.h !== null ? cur.h !== old.h : old.s !== cur.s || old.i !== cur.i);
+        old.k !== cur.k ||
+        (cur.h !== null && old.h !== null ? cur.h !== old.h : old.s !== cur.s || old.i !== cur.i);
       if (contentChanged) {
         events.push({
           ...base,

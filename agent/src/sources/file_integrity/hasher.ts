@@ -134,7 +134,12 @@ export class HashPool {
       if (slot.job || this.queue.length === 0) continue;
       const job = this.queue.shift()!;
       slot.job = job;
-      slot.worker.postMessage({ id: job.id, path: job.path, maxBytes: this.opts.maxBytes, follow: this.opts.follow });
+      slot.worker.postMessage({
+        id: job.id,
+        path: job.path,
+        maxBytes: this.opts.maxBytes,
+        follow: this.opts.follow,
+      });
     }
   }
 

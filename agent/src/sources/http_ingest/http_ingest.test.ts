@@ -1,5 +1,5 @@
-import { request } from 'node:http';
 import { statSync } from 'node:fs';
+import { request } from 'node:http';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { type Kit, makeKit } from '../common/testkit.js';
@@ -18,7 +18,11 @@ function post(socketPath: string, body: unknown, headers: Record<string, string>
         agent: false,
         path: '/v1/events',
         method: 'POST',
-        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data), ...headers },
+        headers: {
+          'content-type': 'application/json',
+          'content-length': Buffer.byteLength(data),
+          ...headers,
+        },
       },
       (res) => {
         let text = '';
@@ -46,7 +50,10 @@ describe('http_ingest', () => {
   });
 
   const create = (extra: Record<string, unknown> = {}) =>
-    httpIngestSource.create(kit.settings, httpIngestConfigSchema.parse({ type: 'http_ingest', name: 'apps', ...extra }));
+    httpIngestSource.create(
+      kit.settings,
+      httpIngestConfigSchema.parse({ type: 'http_ingest', name: 'apps', ...extra }),
+    );
 
   it('requires the bearer token when one is configured', async () => {
     const src = create({ auth_token: TOKEN });

@@ -196,7 +196,9 @@ class HttpIngest implements Source {
     await new Promise<void>((resolve, reject) => {
       server.once('error', (cause) =>
         reject(
-          new SealtrailError('ST_HTTP_INGEST_SOCKET', `cannot listen on ${path}: ${cause.message}`, { cause }),
+          new SealtrailError('ST_HTTP_INGEST_SOCKET', `cannot listen on ${path}: ${cause.message}`, {
+            cause,
+          }),
         ),
       );
       server.listen(path, () => resolve());

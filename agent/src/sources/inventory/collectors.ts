@@ -109,7 +109,11 @@ export async function listeningPorts(): Promise<Rows> {
 
 export async function packages(): Promise<Rows | null> {
   const rows: Rows = new Map();
-  const dpkg = await run('dpkg-query', ['-W', '-f', '${db:Status-Abbrev}\\t${Package}\\t${Version}\\t${Architecture}\\n']);
+  // dpkg-query's own ${field} syntax, not a template literal.
+  const format = ['db:Status-Abbrev', 'Package', 'Version', 'Architecture']
+    .map((f) => `\${${f}}`)
+    .join('\\t');
+  const dpkg = await run('dpkg-query', ['-W', '-f', `${format}\\n`]);
   if (dpkg !== null) {
     for (const line of dpkg.split('\n')) {
       const [status, name, version, arch] = line.split('\t');

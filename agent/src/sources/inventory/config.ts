@@ -1,5 +1,5 @@
-import { z } from 'zod';
 import { validate } from 'node-cron';
+import { z } from 'zod';
 import { redactRulesSchema } from '../common/redact.js';
 
 const cron = z.string().refine((s) => validate(s), {
@@ -16,7 +16,14 @@ const table = (schedule: string, enabled = true) =>
     .strict()
     .prefault({});
 
-export const INVENTORY_TABLES = ['users', 'logins', 'processes', 'listening_ports', 'packages', 'os'] as const;
+export const INVENTORY_TABLES = [
+  'users',
+  'logins',
+  'processes',
+  'listening_ports',
+  'packages',
+  'os',
+] as const;
 export type InventoryTable = (typeof INVENTORY_TABLES)[number];
 
 export const inventoryConfigSchema = z

@@ -1,6 +1,6 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { createServer, type Server } from 'node:net';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { type Kit, makeKit, waitUntil } from '../common/testkit.js';
@@ -117,7 +117,10 @@ describe('inventory', () => {
 
   it('splits a large first snapshot into events under the size cap', async () => {
     const rows: Rows = new Map(
-      Array.from({ length: 1000 }, (_, i) => [`p${i}`, { name: `p${i}`, version: '1.0.0-'.padEnd(100, 'x') }]),
+      Array.from({ length: 1000 }, (_, i) => [
+        `p${i}`,
+        { name: `p${i}`, version: '1.0.0-'.padEnd(100, 'x') },
+      ]),
     );
     inv = new Inventory(kit.settings, onlyTables(['packages'], { snapshot_rows_per_event: 5000 }), {
       collectors: { packages: async () => rows },
@@ -127,7 +130,7 @@ describe('inventory', () => {
     const events = await kit.events();
     expect(events.length).toBeGreaterThan(1);
     expect(events.every((e) => e.type === 'inventory.packages.snapshot')).toBe(true);
-    expect(events.reduce((n, e) => n + (e.attributes?.rows as unknown[]).length, 0)).toBe(1000);
+    expect(events.reduce((n, e) => n + ((e.attributes?.rows ?? []) as unknown[]).length, 0)).toBe(1000);
   });
 
   it('never runs a table twice at once', async () => {
@@ -188,7 +191,10 @@ describe('inventory', () => {
 describe('collectors on this host', () => {
   it('users and groups from passwd-format files', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'sealtrail-inv-'));
-    writeFileSync(join(dir, 'passwd'), 'root:x:0:0:root:/root:/bin/bash\nalice:x:1000:1000:Alice,,,:/home/alice:/bin/zsh\n');
+    writeFileSync(
+      join(dir, 'passwd'),
+      'root:x:0:0:root:/root:/bin/bash\nalice:x:1000:1000:Alice,,,:/home/alice:/bin/zsh\n',
+    );
     writeFileSync(join(dir, 'group'), 'root:x:0:\nsudo:x:27:bob,alice\n');
     const rows = await users({ passwdFile: join(dir, 'passwd'), groupFile: join(dir, 'group') });
     expect(rows.get('user:alice')).toEqual({

@@ -12,8 +12,19 @@ import type { StateWrite } from '../../journal/journal.js';
 import { type EventDraft, EventEncoder } from '../common/emit.js';
 import { counter } from '../common/metrics.js';
 import type { Source, SourceFactory, SourceSettings } from '../source.js';
-import { defaultCollectors, type Collector, type CollectorOptions, type Row, type Rows } from './collectors.js';
-import { INVENTORY_TABLES, type InventoryConfig, inventoryConfigSchema, type InventoryTable } from './config.js';
+import {
+  type Collector,
+  type CollectorOptions,
+  defaultCollectors,
+  type Row,
+  type Rows,
+} from './collectors.js';
+import {
+  INVENTORY_TABLES,
+  type InventoryConfig,
+  type InventoryTable,
+  inventoryConfigSchema,
+} from './config.js';
 
 interface Position {
   version: 1;
@@ -110,7 +121,11 @@ export class Inventory implements Source {
       const rows: Rows = new Map();
       for await (const [k, v] of journal.stateEntries<Row>(this.ns(table))) rows.set(k, v);
       this.snapshots.set(table, rows);
-      const opts = { name: `${this.config.name}:${table}`, noOverlap: true, ...(this.config.timezone ? { timezone: this.config.timezone } : {}) };
+      const opts = {
+        name: `${this.config.name}:${table}`,
+        noOverlap: true,
+        ...(this.config.timezone ? { timezone: this.config.timezone } : {}),
+      };
       this.tasks.push(cron.schedule(this.config.tables[table].schedule, () => this.collect(table), opts));
     }
     if (this.config.run_on_start) for (const t of this.enabled()) void this.collect(t);

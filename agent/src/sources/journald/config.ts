@@ -2,7 +2,16 @@ import { duration } from '@sealtrail/config';
 import { z } from 'zod';
 import { redactRulesSchema } from '../common/redact.js';
 
-export const JOURNAL_PRIORITIES = ['emerg', 'alert', 'crit', 'err', 'warning', 'notice', 'info', 'debug'] as const;
+export const JOURNAL_PRIORITIES = [
+  'emerg',
+  'alert',
+  'crit',
+  'err',
+  'warning',
+  'notice',
+  'info',
+  'debug',
+] as const;
 
 export const journaldConfigSchema = z
   .object({

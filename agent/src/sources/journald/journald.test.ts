@@ -42,9 +42,16 @@ describe('journald', () => {
     await kit.close();
   });
 
-  const write = (...entries: object[]) => appendFileSync(journal, entries.map((e) => `${JSON.stringify(e)}\n`).join(''));
+  const write = (...entries: object[]) =>
+    appendFileSync(journal, entries.map((e) => `${JSON.stringify(e)}\n`).join(''));
   const config = (extra: Record<string, unknown> = {}) =>
-    journaldConfigSchema.parse({ type: 'journald', name: 'journal', journalctl_path: FAKE, restart_delay: '50ms', ...extra });
+    journaldConfigSchema.parse({
+      type: 'journald',
+      name: 'journal',
+      journalctl_path: FAKE,
+      restart_delay: '50ms',
+      ...extra,
+    });
 
   it('a missing journalctl is a clear start-up error of this source', async () => {
     src = new Journald(kit.settings, config({ journalctl_path: 'no-such-journalctl' }));
@@ -91,14 +98,32 @@ describe('journald', () => {
       'Server listening on 0.0.0.0 port 22.',
       'written while the agent was stopped',
     ]);
-    const args = readFileSync(`${journal}.args`, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as string[]);
+    const args = readFileSync(`${journal}.args`, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as string[]);
     expect(args[0]).toContain('--lines=0');
     expect(args[1]).toEqual(expect.arrayContaining(['--after-cursor', `s=abc;i=${n - 1}`]));
   });
 
   it('passes unit, identifier and priority filters to journalctl', () => {
-    src = new Journald(kit.settings, config({ units: ['ssh.service'], identifiers: ['sudo'], priority: 'warning', start_at: 'beginning' }));
-    expect(src.args()).toEqual(['-o', 'json', '--follow', '--no-pager', '--no-tail', '-u', 'ssh.service', '-t', 'sudo', '-p', '0..4']);
+    src = new Journald(
+      kit.settings,
+      config({ units: ['ssh.service'], identifiers: ['sudo'], priority: 'warning', start_at: 'beginning' }),
+    );
+    expect(src.args()).toEqual([
+      '-o',
+      'json',
+      '--follow',
+      '--no-pager',
+      '--no-tail',
+      '-u',
+      'ssh.service',
+      '-t',
+      'sudo',
+      '-p',
+      '0..4',
+    ]);
   });
 
   it('starts journalctl again when it exits, without losing entries', async () => {
@@ -114,6 +139,11 @@ describe('journald', () => {
 
   it('maps binary messages and priorities', () => {
     const d = entryToDraft(entry([104, 105], { PRIORITY: '3', SYSLOG_IDENTIFIER: 'kernel' }), 'linux_auth');
-    expect(d).toMatchObject({ type: 'log.line', message: 'hi', severity: 'high', attributes: { priority: 3 } });
+    expect(d).toMatchObject({
+      type: 'log.line',
+      message: 'hi',
+      severity: 'high',
+      attributes: { priority: 3 },
+    });
   });
 });

@@ -27,7 +27,12 @@ type Entry = Record<string, unknown>;
 
 /** Finds an executable the way a shell would; null when there is none. */
 export function findExecutable(name: string, path = process.env.PATH ?? ''): string | null {
-  const candidates = name.includes('/') ? [name] : path.split(delimiter).filter(Boolean).map((d) => join(d, name));
+  const candidates = name.includes('/')
+    ? [name]
+    : path
+        .split(delimiter)
+        .filter(Boolean)
+        .map((d) => join(d, name));
   for (const c of candidates) {
     try {
       accessSync(c, constants.X_OK);
@@ -40,7 +45,8 @@ export function findExecutable(name: string, path = process.env.PATH ?? ''): str
 function text(v: unknown): string | undefined {
   if (typeof v === 'string') return v;
   // journald gives binary-safe fields as arrays of bytes.
-  if (Array.isArray(v) && v.every((b) => typeof b === 'number')) return Buffer.from(v as number[]).toString('utf8');
+  if (Array.isArray(v) && v.every((b) => typeof b === 'number'))
+    return Buffer.from(v as number[]).toString('utf8');
   if (Array.isArray(v)) return text(v[0]);
   return undefined;
 }

@@ -49,7 +49,10 @@ export const parserSchema = z.discriminatedUnion('type', [
         try {
           new RegExp(p);
         } catch (err) {
-          ctx.addIssue({ code: 'custom', message: `not a valid regular expression: ${(err as Error).message}` });
+          ctx.addIssue({
+            code: 'custom',
+            message: `not a valid regular expression: ${(err as Error).message}`,
+          });
         }
       }),
       ...mapped,
@@ -64,7 +67,9 @@ export const logTailConfigSchema = z
     type: z.literal('log_tail'),
     name: z.string().min(1),
     /** Files or glob patterns (`/var/log/nginx/*.log`); every match is tailed. */
-    include: z.array(z.string().min(1), 'expected a list of paths or globs').min(1, 'expected at least one path'),
+    include: z
+      .array(z.string().min(1), 'expected a list of paths or globs')
+      .min(1, 'expected at least one path'),
     /** Glob patterns of matches to leave out (`*.gz`, `*.1`). */
     exclude: z.array(z.string().min(1)).default([]),
     /**
@@ -75,7 +80,9 @@ export const logTailConfigSchema = z
     /** A parser name (`linux_auth`) or a parser object (`{type: regex, pattern: ..., mapping: ...}`). */
     parser: z
       .union([
-        z.enum(['none', 'linux_auth', 'linux_audit', 'json']).transform((type) => parserSchema.parse({ type })),
+        z
+          .enum(['none', 'linux_auth', 'linux_audit', 'json'])
+          .transform((type) => parserSchema.parse({ type })),
         parserSchema,
       ])
       .prefault('none'),

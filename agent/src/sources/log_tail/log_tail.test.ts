@@ -34,7 +34,10 @@ describe('linux_auth parser (testdata/auth.log)', () => {
   it('keeps one event per line, unparsed lines as log.line', () => {
     const lines = readFileSync(join(TESTDATA, 'auth.log'), 'utf8').trim().split('\n');
     expect(events).toHaveLength(lines.length);
-    expect(events.at(-1)).toMatchObject({ type: 'log.line', message: 'this line has no syslog header at all' });
+    expect(events.at(-1)).toMatchObject({
+      type: 'log.line',
+      message: 'this line has no syslog header at all',
+    });
     // a header it knows, a message it does not: log.line with the program and the line's own time
     const logind = events.find((e) => e.attributes?.program === 'systemd-logind')!;
     expect(logind.type).toBe('log.line');
@@ -43,9 +46,17 @@ describe('linux_auth parser (testdata/auth.log)', () => {
 
   it('sshd logins, failures, invalid users and disconnects', () => {
     expect(row(0)).toEqual(['auth.login.success', 'success', 'alice', '10.0.0.5']);
-    expect(events[0]!.attributes).toMatchObject({ method: 'password', port: 52311, program: 'sshd', pid: 1201 });
+    expect(events[0]!.attributes).toMatchObject({
+      method: 'password',
+      port: 52311,
+      program: 'sshd',
+      pid: 1201,
+    });
     expect(row(2)).toEqual(['auth.login.success', 'success', 'deploy', '10.0.0.7']);
-    expect(events[2]!.attributes).toMatchObject({ method: 'publickey', key: expect.stringContaining('ED25519') });
+    expect(events[2]!.attributes).toMatchObject({
+      method: 'publickey',
+      key: expect.stringContaining('ED25519'),
+    });
     expect(row(3)).toEqual(['auth.login.failure', 'failure', 'root', '203.0.113.9']);
     expect(row(4)).toEqual(['auth.login.failure', 'failure', 'admin', '203.0.113.9']);
     expect(events[4]!.attributes).toMatchObject({ invalid_user: true });
@@ -70,27 +81,45 @@ describe('linux_auth parser (testdata/auth.log)', () => {
       attributes: { target_user: 'root', cwd: '/home/alice' },
     });
     expect(events[14]).toMatchObject({ type: 'auth.session.opened', actor: { user: 'alice' } });
-    expect(events[15]).toMatchObject({ type: 'auth.authentication.failure', actor: { user: 'bob', uid: '1001' } });
+    expect(events[15]).toMatchObject({
+      type: 'auth.authentication.failure',
+      actor: { user: 'bob', uid: '1001' },
+    });
     expect(events[16]).toMatchObject({
       type: 'process.sudo.failure',
       outcome: 'failure',
       attributes: { reason: '3 incorrect password attempts' },
     });
-    expect(events[17]).toMatchObject({ type: 'process.sudo.failure', severity: 'high', actor: { user: 'mallory' } });
+    expect(events[17]).toMatchObject({
+      type: 'process.sudo.failure',
+      severity: 'high',
+      actor: { user: 'mallory' },
+    });
   });
 
   it('su, account and password changes', () => {
-    expect(events[18]).toMatchObject({ type: 'auth.su.success', actor: { user: 'alice' }, resource: { name: 'root' } });
+    expect(events[18]).toMatchObject({
+      type: 'auth.su.success',
+      actor: { user: 'alice' },
+      resource: { name: 'root' },
+    });
     expect(events[20]).toMatchObject({ type: 'auth.authentication.failure', attributes: { service: 'su' } });
     expect(events[21]).toMatchObject({ type: 'auth.su.failure', actor: { user: 'bob' } });
-    expect(events[22]).toMatchObject({ type: 'account.group.created', resource: { name: 'carol', id: '1002' } });
+    expect(events[22]).toMatchObject({
+      type: 'account.group.created',
+      resource: { name: 'carol', id: '1002' },
+    });
     expect(events[23]).toMatchObject({
       type: 'account.user.created',
       resource: { kind: 'user', name: 'carol', id: '1002' },
       attributes: { shell: '/bin/bash', home: '/home/carol' },
     });
     expect(events[24]).toMatchObject({ type: 'account.password.changed', resource: { name: 'carol' } });
-    expect(events[25]).toMatchObject({ type: 'account.group.member_added', severity: 'high', attributes: { group: 'sudo' } });
+    expect(events[25]).toMatchObject({
+      type: 'account.group.member_added',
+      severity: 'high',
+      attributes: { group: 'sudo' },
+    });
     expect(events[27]).toMatchObject({ type: 'account.user.modified', resource: { name: 'carol' } });
     expect(events[28]).toMatchObject({ type: 'account.user.locked' });
     expect(events[29]).toMatchObject({ type: 'account.group.created', resource: { name: 'devs' } });
@@ -147,10 +176,16 @@ describe('linux_audit parser (testdata/audit.log)', () => {
   });
 
   it('USER_* records: account, address, result', () => {
-    expect(events[2]).toMatchObject({ actor: { user: 'alice', uid: '1000', ip: '10.0.0.5' }, outcome: 'success' });
+    expect(events[2]).toMatchObject({
+      actor: { user: 'alice', uid: '1000', ip: '10.0.0.5' },
+      outcome: 'success',
+    });
     expect(events[3]).toMatchObject({ actor: { user: 'root', ip: '203.0.113.9' }, outcome: 'failure' });
     expect(events[5]).toMatchObject({ resource: { name: 'apt update' }, attributes: { cwd: '/home/alice' } });
-    expect(events[6]).toMatchObject({ category: 'configuration', attributes: { op: 'remove_rule', key: 'exec' } });
+    expect(events[6]).toMatchObject({
+      category: 'configuration',
+      attributes: { op: 'remove_rule', key: 'exec' },
+    });
     expect(events[12]).toMatchObject({
       category: 'file',
       outcome: 'failure',
@@ -161,7 +196,8 @@ describe('linux_audit parser (testdata/audit.log)', () => {
 
   it('holds an incomplete group and reports where it starts', () => {
     const p = createParser({ type: 'linux_audit' });
-    const l1 = 'type=SYSCALL msg=audit(1709460200.333:9000): arch=c000003e syscall=59 success=yes pid=1 comm="x"';
+    const l1 =
+      'type=SYSCALL msg=audit(1709460200.333:9000): arch=c000003e syscall=59 success=yes pid=1 comm="x"';
     const l2 = 'type=EXECVE msg=audit(1709460200.333:9000): argc=1 a0="x"';
     expect(p.push(l1, { path: 'a', offset: 100, now: NOW })).toEqual([]);
     expect(p.push(l2, { path: 'a', offset: 200, now: NOW })).toEqual([]);
@@ -209,7 +245,12 @@ describe('json and regex parsers', () => {
       category: 'authentication',
       event_type: 'app.login',
       action: 'login',
-      mapping: { 'actor.user': '{user}', 'actor.ip': '{ip}', outcome: '{result}', type: 'app.login.{result}' },
+      mapping: {
+        'actor.user': '{user}',
+        'actor.ip': '{ip}',
+        outcome: '{result}',
+        type: 'app.login.{result}',
+      },
     });
     expect(events.map((e) => [e.type, e.actor?.user, e.outcome])).toEqual([
       ['app.login.success', 'alice', 'success'],
@@ -462,7 +503,9 @@ describe('log_tail', () => {
       expect(part).toEqual(Array.from({ length: part.length }, (_, i) => k * EVERY + i + 1));
       lost += EVERY - part.length;
     }
-    console.log(`copytruncate: ${N} lines, ${N / EVERY - 1} rotations, ${lost} lines lost in copy→truncate windows`);
+    console.log(
+      `copytruncate: ${N} lines, ${N / EVERY - 1} rotations, ${lost} lines lost in copy→truncate windows`,
+    );
     // This writer truncates right after copying (no line is written in between): nothing may be lost.
     expect(lost).toBe(0);
   }, 180_000);
@@ -483,6 +526,8 @@ describe('log_tail', () => {
       Array.from({ length: WINDOW }, (_, i) => (k + 1) * EVERY + i + 1),
     ).flat();
     expect(missing).toEqual(windows);
-    console.log(`copytruncate with a ${WINDOW}-line copy→truncate window: ${missing.length} of ${N} lost, all in the windows`);
+    console.log(
+      `copytruncate with a ${WINDOW}-line copy→truncate window: ${missing.length} of ${N} lost, all in the windows`,
+    );
   }, 60_000);
 });

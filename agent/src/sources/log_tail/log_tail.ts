@@ -25,7 +25,7 @@
  *   - inode reuse: same (dev, ino) with another fingerprint is a new file.
  */
 import { createHash } from 'node:crypto';
-import { glob, type FileHandle, open, readdir, stat } from 'node:fs/promises';
+import { type FileHandle, glob, open, readdir, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import picomatch from 'picomatch';
 import { type EventDraft, EventEncoder } from '../common/emit.js';
@@ -370,7 +370,10 @@ export class LogTail implements Source {
         const t = this.files.get(key);
         if (t) {
           t.rotated = true;
-          this.log.info({ path, was: basename(saved.path) }, 'draining a file rotated while the agent was stopped');
+          this.log.info(
+            { path, was: basename(saved.path) },
+            'draining a file rotated while the agent was stopped',
+          );
         }
         break;
       }
@@ -547,7 +550,9 @@ export class LogTail implements Source {
         if (t.skipping) break;
         if (rest > max) {
           // An over-long line with no end yet: keep its start, skip the rest until its newline.
-          out.push(...this.emitLine(t, data.subarray(start, start + max), base + start, now, { truncated: true }));
+          out.push(
+            ...this.emitLine(t, data.subarray(start, start + max), base + start, now, { truncated: true }),
+          );
           t.skipping = true;
           count++;
         } else t.pending = Buffer.from(data.subarray(start));
@@ -576,7 +581,13 @@ export class LogTail implements Source {
     return out;
   }
 
-  private emitLine(t: Tailed, bytes: Buffer, offset: number, now: Date, extra?: Record<string, unknown>): EventDraft[] {
+  private emitLine(
+    t: Tailed,
+    bytes: Buffer,
+    offset: number,
+    now: Date,
+    extra?: Record<string, unknown>,
+  ): EventDraft[] {
     const line = bytes.toString('utf8');
     const ctx: LineContext = { path: t.path, offset, now };
     let drafts: EventDraft[];

@@ -17,7 +17,8 @@ import { type LineContext, logLine, type Parser } from './parser.js';
 const RECORD = /^(?:node=(\S+) )?type=(\S+) msg=audit\((\d+)\.(\d+):(\d+)\): ?(.*)$/;
 const KV = /([A-Za-z_][\w-]*)=("[^"]*"|'[^']*'|\S*)/g;
 /** Fields auditd hex-encodes when the value has a space, quote or control character. */
-const ENCODED = /^(a\d+|proctitle|acct|comm|exe|cwd|name|path|cmd|data|key|old|new|vm|grp|new_group|new_user)$/;
+const ENCODED =
+  /^(a\d+|proctitle|acct|comm|exe|cwd|name|path|cmd|data|key|old|new|vm|grp|new_group|new_user)$/;
 
 interface AuditRecord {
   type: string;
@@ -53,7 +54,8 @@ export function parseFields(text: string): Record<string, string> {
       continue;
     }
     if (v.startsWith('"') && v.endsWith('"')) v = v.slice(1, -1);
-    else if (ENCODED.test(k) && /^[0-9A-F]+$/.test(v) && v.length % 2 === 0 && v.length >= 2) v = decodeHex(v);
+    else if (ENCODED.test(k) && /^[0-9A-F]+$/.test(v) && v.length % 2 === 0 && v.length >= 2)
+      v = decodeHex(v);
     out[k] = v;
   }
   for (const m of enriched.matchAll(KV)) {
@@ -174,8 +176,17 @@ function groupToDraft(records: AuditRecord[], ctx: LineContext): EventDraft {
       action: user.action,
       outcome,
       severity: outcome === 'failure' ? 'low' : account ? 'medium' : 'info',
-      actor: account ? { uid: present(f.auid) ?? present(f.uid), user: present(f._auid), ip: present(f.addr) } : actorOf(f),
-      ...(account && target ? { resource: { kind: main.type.includes('GRP') || main.type.includes('GROUP') ? 'group' : 'user', name: target } } : {}),
+      actor: account
+        ? { uid: present(f.auid) ?? present(f.uid), user: present(f._auid), ip: present(f.addr) }
+        : actorOf(f),
+      ...(account && target
+        ? {
+            resource: {
+              kind: main.type.includes('GRP') || main.type.includes('GROUP') ? 'group' : 'user',
+              name: target,
+            },
+          }
+        : {}),
       attributes: {
         ...attributes,
         op: f.op,
@@ -210,7 +221,13 @@ function groupToDraft(records: AuditRecord[], ctx: LineContext): EventDraft {
         severity: 'medium',
         actor: actorOf(f),
         resource: { kind: 'service', name: 'auditd' },
-        attributes: { ...attributes, op: f.op, key: present(f.key), list: f.list, audit_enabled: f.audit_enabled },
+        attributes: {
+          ...attributes,
+          op: f.op,
+          key: present(f.key),
+          list: f.list,
+          audit_enabled: f.audit_enabled,
+        },
       };
     case 'SERVICE_START':
     case 'SERVICE_STOP':
@@ -253,7 +270,9 @@ function groupToDraft(records: AuditRecord[], ctx: LineContext): EventDraft {
     ...(paths.length > 0 ? { resource: { kind: 'file', name: paths[paths.length - 1] } } : {}),
     attributes: {
       ...attributes,
-      ...(syscall ? { syscall: syscall.syscall, exe: syscall.exe, comm: syscall.comm, key: present(syscall.key) } : {}),
+      ...(syscall
+        ? { syscall: syscall.syscall, exe: syscall.exe, comm: syscall.comm, key: present(syscall.key) }
+        : {}),
       ...(paths.length > 0 ? { paths } : {}),
     },
   };
@@ -288,7 +307,8 @@ export function linuxAuditParser(): Parser {
         line,
       };
       const out: EventDraft[] = [];
-      if (group.length > 0 && (group[0]!.serial !== rec.serial || group[0]!.node !== rec.node)) out.push(...emit());
+      if (group.length > 0 && (group[0]!.serial !== rec.serial || group[0]!.node !== rec.node))
+        out.push(...emit());
       if (group.length === 0) heldSince = ctx.now.getTime();
       group.push(rec);
       lastCtx = ctx;

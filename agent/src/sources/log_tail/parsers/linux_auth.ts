@@ -78,9 +78,10 @@ const sshRules: Rule[] = [
     };
   },
   (msg) => {
-    const m = /^Disconnected from (?:(invalid |authenticating )?user (\S+) )?(\S+) port (\d+)( \[preauth\])?/.exec(
-      msg,
-    );
+    const m =
+      /^Disconnected from (?:(invalid |authenticating )?user (\S+) )?(\S+) port (\d+)( \[preauth\])?/.exec(
+        msg,
+      );
     if (!m) return null;
     return {
       category: 'authentication',
@@ -89,7 +90,11 @@ const sshRules: Rule[] = [
       outcome: 'success',
       actor: { user: m[2], ip: m[3] },
       resource: { kind: 'service', name: 'sshd' },
-      attributes: { port: Number(m[4]), preauth: m[5] !== undefined, ...(m[1] ? { user_state: m[1].trim() } : {}) },
+      attributes: {
+        port: Number(m[4]),
+        preauth: m[5] !== undefined,
+        ...(m[1] ? { user_state: m[1].trim() } : {}),
+      },
     };
   },
   (msg) => {
@@ -102,13 +107,19 @@ const sshRules: Rule[] = [
       outcome: 'success',
       actor: { ip: m[1] },
       resource: { kind: 'service', name: 'sshd' },
-      attributes: { port: Number(m[2]), reason_code: Number(m[3]), reason: m[4], preauth: m[5] !== undefined },
+      attributes: {
+        port: Number(m[2]),
+        reason_code: Number(m[3]),
+        reason: m[4],
+        preauth: m[5] !== undefined,
+      },
     };
   },
   (msg) => {
-    const m = /^Connection (?:closed|reset) by (?:(invalid |authenticating )?user (\S+) )?(\S+) port (\d+)( \[preauth\])?/.exec(
-      msg,
-    );
+    const m =
+      /^Connection (?:closed|reset) by (?:(invalid |authenticating )?user (\S+) )?(\S+) port (\d+)( \[preauth\])?/.exec(
+        msg,
+      );
     if (!m) return null;
     return {
       category: 'authentication',
@@ -128,9 +139,10 @@ function user(v: string | undefined): string | undefined {
 
 const pamRules: Rule[] = [
   (msg) => {
-    const m = /^pam_unix\(([^:]+):session\): session (opened|closed) for user (\S+?)(?:\(uid=(\d+)\))?(?: by (\S*?)(?:\(uid=(\d+)\))?)?$/.exec(
-      msg,
-    );
+    const m =
+      /^pam_unix\(([^:]+):session\): session (opened|closed) for user (\S+?)(?:\(uid=(\d+)\))?(?: by (\S*?)(?:\(uid=(\d+)\))?)?$/.exec(
+        msg,
+      );
     if (!m) return null;
     const opened = m[2] === 'opened';
     return {
@@ -144,9 +156,10 @@ const pamRules: Rule[] = [
     };
   },
   (msg) => {
-    const m = /^pam_unix\(([^:]+):auth\): (authentication failure|check pass; user unknown|conversation failed|auth could not identify password for \[(\S+)\]);?\s*(.*)$/.exec(
-      msg,
-    );
+    const m =
+      /^pam_unix\(([^:]+):auth\): (authentication failure|check pass; user unknown|conversation failed|auth could not identify password for \[(\S+)\]);?\s*(.*)$/.exec(
+        msg,
+      );
     if (!m) return null;
     const kv = keyValues(m[4] ?? '');
     return {
@@ -157,7 +170,12 @@ const pamRules: Rule[] = [
       severity: 'low',
       actor: { user: kv.ruser || kv.logname || kv.user || m[3], uid: kv.uid, ip: ip(kv.rhost) },
       resource: { kind: 'service', name: m[1] },
-      attributes: { service: m[1], reason: m[2], ...(kv.user ? { target_user: kv.user } : {}), ...(kv.tty ? { tty: kv.tty } : {}) },
+      attributes: {
+        service: m[1],
+        reason: m[2],
+        ...(kv.user ? { target_user: kv.user } : {}),
+        ...(kv.tty ? { tty: kv.tty } : {}),
+      },
     };
   },
   (msg) => {
@@ -177,9 +195,10 @@ const pamRules: Rule[] = [
 
 const sudoRule: Rule = (msg, s) => {
   if (s.program !== 'sudo') return null;
-  const m = /^\s*(\S+) : (?:(.*?) ; )?TTY=(\S+) ; PWD=(.*?) ; USER=(\S+) ;(?: GROUP=(\S+) ;)?(?: TSID=\S+ ;)?(?: ENV=.*? ;)? COMMAND=(.*)$/.exec(
-    msg,
-  );
+  const m =
+    /^\s*(\S+) : (?:(.*?) ; )?TTY=(\S+) ; PWD=(.*?) ; USER=(\S+) ;(?: GROUP=(\S+) ;)?(?: TSID=\S+ ;)?(?: ENV=.*? ;)? COMMAND=(.*)$/.exec(
+      msg,
+    );
   if (!m) return null;
   const failed = m[2] !== undefined;
   return {
@@ -203,7 +222,10 @@ const sudoRule: Rule = (msg, s) => {
 const suRules: Rule[] = [
   (msg, s) => {
     if (s.program !== 'su') return null;
-    const m = /^(FAILED SU|FAILED su for \S+|Successful su for \S+ by \S+|\+ \S+ \S+:\S+|)\s*\(to (\S+)\) (\S+) on (\S+)$/.exec(msg);
+    const m =
+      /^(FAILED SU|FAILED su for \S+|Successful su for \S+ by \S+|\+ \S+ \S+:\S+|)\s*\(to (\S+)\) (\S+) on (\S+)$/.exec(
+        msg,
+      );
     if (!m) return null;
     const failed = m[1]!.startsWith('FAILED');
     return {
@@ -221,7 +243,8 @@ const suRules: Rule[] = [
 
 const accountRules: Rule[] = [
   (msg) => {
-    const m = /^new user: name=([^,]+), UID=(\d+), GID=(\d+), home=([^,]+), shell=([^,]+)(?:, from=(\S+))?/.exec(msg);
+    const m =
+      /^new user: name=([^,]+), UID=(\d+), GID=(\d+), home=([^,]+), shell=([^,]+)(?:, from=(\S+))?/.exec(msg);
     if (!m) return null;
     return {
       category: 'account',
@@ -230,7 +253,13 @@ const accountRules: Rule[] = [
       outcome: 'success',
       severity: 'medium',
       resource: { kind: 'user', name: m[1], id: m[2] },
-      attributes: { uid: Number(m[2]), gid: Number(m[3]), home: m[4], shell: m[5], ...(m[6] ? { from: m[6] } : {}) },
+      attributes: {
+        uid: Number(m[2]),
+        gid: Number(m[3]),
+        home: m[4],
+        shell: m[5],
+        ...(m[6] ? { from: m[6] } : {}),
+      },
     };
   },
   (msg) => {
@@ -259,7 +288,10 @@ const accountRules: Rule[] = [
     };
   },
   (msg) => {
-    const m = /^(?:removed group '([^']+)'|group '([^']+)' removed)(?: owned by '([^']+)')?(?: from \/etc\/group)?$/.exec(msg);
+    const m =
+      /^(?:removed group '([^']+)'|group '([^']+)' removed)(?: owned by '([^']+)')?(?: from \/etc\/group)?$/.exec(
+        msg,
+      );
     if (!m) return null;
     return {
       category: 'account',
@@ -284,9 +316,10 @@ const accountRules: Rule[] = [
     };
   },
   (msg) => {
-    const m = /^(change user '([^']+)' .*|(lock|unlock) user '([^']+)' password|change user name '([^']+)' to '([^']+)')$/.exec(
-      msg,
-    );
+    const m =
+      /^(change user '([^']+)' .*|(lock|unlock) user '([^']+)' password|change user name '([^']+)' to '([^']+)')$/.exec(
+        msg,
+      );
     if (!m) return null;
     return {
       category: 'account',

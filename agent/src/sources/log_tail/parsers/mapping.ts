@@ -89,7 +89,12 @@ function typeOf(v: unknown, fallback: string): string {
   return s === '' ? fallback : s.slice(0, 128);
 }
 
-export function applyMapping(opts: MappingOptions, lookup: Lookup, fields: unknown, line: string): EventDraft {
+export function applyMapping(
+  opts: MappingOptions,
+  lookup: Lookup,
+  fields: unknown,
+  line: string,
+): EventDraft {
   const d: EventDraft = { category: opts.category, type: opts.event_type, action: opts.action };
   const attributes: Record<string, unknown> = {};
   const problems: string[] = [];

@@ -35,4 +35,6 @@ for (let n = 1; n <= total; n++) {
   }
 }
 closeSync(fd);
-process.stdout.write(`${JSON.stringify({ lines: total, rotations, lost: mode === 'rename' ? 0 : rotations * window })}\n`);
+process.stdout.write(
+  `${JSON.stringify({ lines: total, rotations, lost: mode === 'rename' ? 0 : rotations * window })}\n`,
+);
