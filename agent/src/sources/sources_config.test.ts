@@ -1,7 +1,9 @@
 /** Config errors of the sources section, with their exact messages (what `check-config` prints). */
+import { fileURLToPath } from 'node:url';
+import { loadConfigFile } from '@sealtrail/config';
 import { ConfigError } from '@sealtrail/errors';
 import { describe, expect, it } from 'vitest';
-import { parseAgentConfig } from '../config.js';
+import { agentConfigSchema, parseAgentConfig } from '../config.js';
 
 function problems(yaml: string): string {
   try {
@@ -113,5 +115,20 @@ sources:
     expect(fim.type === 'file_integrity' && fim.max_hash_bytes_per_sec).toBe(32 * 1024 * 1024);
     const http = cfg.sources[0]!;
     expect(http.type === 'http_ingest' && http.auth_token).toBe('0123456789abcdef');
+  });
+});
+
+describe('sample configs', () => {
+  it('installers/config/agent.linux.yaml is valid', () => {
+    const file = fileURLToPath(new URL('../../../installers/config/agent.linux.yaml', import.meta.url));
+    const cfg = loadConfigFile(file, agentConfigSchema, { env: {} });
+    expect(cfg.sources.map((s) => `${s.type}:${s.name}`)).toEqual([
+      'http_ingest:apps',
+      'file_integrity:system-files',
+      'log_tail:auth',
+      'log_tail:audit',
+      'journald:journal',
+      'inventory:inventory',
+    ]);
   });
 });
