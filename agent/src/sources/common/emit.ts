@@ -5,6 +5,7 @@
  * An event over the cap is replaced by an `agent.event.too_large` event naming it,
  * so nothing disappears silently.
  */
+import { randomBytes } from 'node:crypto';
 import {
   type AuditEvent,
   CATEGORIES,
@@ -13,7 +14,6 @@ import {
   eventSchema,
   MAX_FIELD_CHARS,
   MAX_MESSAGE_CHARS,
-  newEventId,
   OUTCOMES,
   SEVERITIES,
   type Severity,
@@ -67,6 +67,29 @@ function fields(
     out[k] = s;
   }
   return out;
+}
+
+/**
+ * UUIDv7 (RFC 9562: 48-bit Unix ms, version 7, variant 10, 74 random bits) from a pooled
+ * random buffer: one `randomFillSync` per 400 ids instead of one per few, which a
+ * 100,000 lines/s tail notices. Same format as `newEventId()`.
+ */
+let pool = Buffer.alloc(0);
+let poolOffset = 0;
+const idBytes = Buffer.alloc(16);
+
+export function fastEventId(now = Date.now()): string {
+  if (poolOffset + 10 > pool.length) {
+    pool = randomBytes(4000);
+    poolOffset = 0;
+  }
+  idBytes.writeUIntBE(now, 0, 6);
+  pool.copy(idBytes, 6, poolOffset, poolOffset + 10);
+  poolOffset += 10;
+  idBytes[6] = 0x70 | (idBytes[6]! & 0x0f);
+  idBytes[8] = 0x80 | (idBytes[8]! & 0x3f);
+  const h = idBytes.toString('hex');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
 }
 
 const TYPE_RE = /^[a-z0-9_]+(\.[a-z0-9_]+)*$/;
@@ -128,7 +151,7 @@ export class EventEncoder {
     const observed = this.lastIso;
     const clipped: string[] = [];
     const e: AuditEvent = {
-      id: newEventId(),
+      id: fastEventId(),
       time: toIso(d.time, observed),
       observed_time: observed,
       category: d.category,
@@ -182,7 +205,14 @@ export class EventEncoder {
         errors: v.error.issues.slice(0, 5).map((i) => `${i.path.join('.')}: ${i.message}`),
       });
     }
-    const bytes = canonicalBytes(e);
+    let bytes: Buffer;
+    try {
+      bytes = canonicalBytes(e);
+    } catch (err) {
+      // JCS refuses lone surrogates (a JSON log line can carry "\ud800"): never a crash, a visible stand-in.
+      this.errors.inc({ source: this.source.name, kind: this.source.kind, stage: 'invalid_event' });
+      return this.replacement(event, 'agent.event.invalid', { errors: [(err as Error).message] });
+    }
     if (bytes.length > this.settings.maxEventBytes) {
       this.errors.inc({ source: this.source.name, kind: this.source.kind, stage: 'too_large' });
       return this.replacement(event, 'agent.event.too_large', {

@@ -52,3 +52,33 @@ describe('redaction', () => {
     expect(compileRedaction([])(event)).toBe(event);
   });
 });
+
+describe('event encoder', () => {
+  it('ids are UUIDv7 and valid; an unencodable event becomes a visible stand-in, never a crash', async () => {
+    const { makeKit } = await import('./testkit.js');
+    const { EventEncoder, fastEventId } = await import('./emit.js');
+    const { decodeEvent } = await import('@sealtrail/event');
+    const id = fastEventId(Date.UTC(2024, 0, 1));
+    expect(id).toMatch(/^018cc251-f400-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    const kit = await makeKit({ maxEventBytes: 2048 });
+    const enc = new EventEncoder(kit.settings, 'log_tail', 't');
+    const ok = decodeEvent(enc.encode({ category: 'system', type: 'log.line', action: 'log', message: 'x' }));
+    expect(ok.type).toBe('log.line');
+    const lone = decodeEvent(
+      enc.encode({ category: 'system', type: 'log.line', action: 'log', attributes: { bad: '\ud800' } }),
+    );
+    expect(lone).toMatchObject({ type: 'agent.event.invalid', attributes: { original_type: 'log.line' } });
+    const big = decodeEvent(
+      enc.encode({
+        category: 'system',
+        type: 'log.line',
+        action: 'log',
+        attributes: { blob: 'x'.repeat(5000) },
+      }),
+    );
+    expect(big).toMatchObject({ type: 'agent.event.too_large', attributes: { limit_bytes: 2048 } });
+    const badType = decodeEvent(enc.encode({ category: 'system', type: 'Not A Type', action: 'log' }));
+    expect(badType.type).toBe('agent.event.invalid');
+    await kit.close();
+  });
+});

@@ -172,7 +172,10 @@ export class FileIntegrity implements Source {
       ignoreInitial: true,
       ignored: (p: string) => this.isIgnored(p),
       followSymlinks: this.config.follow_symlinks,
-      ...(this.config.recursive ? {} : { depth: 0 }),
+      // One level per watched directory: subdirectories are added one by one as the walk
+      // reaches them. Handing chokidar a 100,000-file tree at once makes it list and stat
+      // everything in parallel (~3 KB of transient heap per file); paced, the agent stays small.
+      depth: 0,
       backend: this.config.poll ? 'polling' : 'auto',
       pollingInterval: this.config.poll_interval,
       atomic: false,
@@ -191,6 +194,15 @@ export class FileIntegrity implements Source {
       const path = isAbsolute(rel) ? rel : basename(w) === rel && this.baseline.has(w) ? w : join(w, rel);
       if (this.baseline.has(path)) this.markDirty(path);
     });
+    watcher.on('addDir', (dir: string) => {
+      const d = resolve(dir);
+      if (!this.config.recursive || this.roots.includes(d) || this.isIgnored(d)) return;
+      // A directory created while watching: watch it, and check what was put in it before the watch held.
+      watcher.add(d);
+      void (async () => {
+        for await (const p of this.walk(d)) this.markDirty(p);
+      })().catch(() => {});
+    });
     watcher.on('unlinkDir', (dir: string) => {
       const prefix = resolve(dir) + sep;
       for (const p of this.baseline.keys()) if (p.startsWith(prefix)) this.markDirty(p);
@@ -203,6 +215,7 @@ export class FileIntegrity implements Source {
     this.scanDone = (async () => {
       await watching;
       if (this.silent || this.config.scan_on_start) await this.scan();
+      else await this.watchTree();
     })();
     this.background = this.scanDone.catch((err) => {
       if (this.abort.signal.aborted) return;
@@ -286,7 +299,20 @@ export class FileIntegrity implements Source {
     });
   }
 
-  private async *walk(root: string): AsyncGenerator<string> {
+  /** Adds every directory under the roots to the watcher (when no scan does it). */
+  private async watchTree(): Promise<void> {
+    for (const root of this.roots) {
+      for await (const _ of this.walk(root, true, false)) {
+        if (this.abort.signal.aborted) return;
+      }
+    }
+  }
+
+  /**
+   * Streams the files under `root` (depth first, one open directory at a time), adding each
+   * directory to the watcher as it is entered when `watchDirs`.
+   */
+  private async *walk(root: string, watchDirs = true, files = true): AsyncGenerator<string> {
     let st: Awaited<ReturnType<typeof lstat>>;
     try {
       st = this.config.follow_symlinks ? await stat(root) : await lstat(root);
@@ -300,6 +326,11 @@ export class FileIntegrity implements Source {
     const stack = [root];
     while (stack.length > 0) {
       const dir = stack.pop()!;
+      if (watchDirs && dir !== root) {
+        this.watcher?.add(dir);
+        // Let chokidar set the directory up before the next one.
+        await new Promise((r) => setImmediate(r));
+      }
       let handle: Awaited<ReturnType<typeof opendir>>;
       try {
         handle = await opendir(dir, { bufferSize: 256 });
@@ -323,7 +354,7 @@ export class FileIntegrity implements Source {
         }
         if (isDir) {
           if (this.config.recursive) stack.push(path);
-        } else if (isFile) yield path;
+        } else if (isFile && files) yield path;
       }
     }
   }

@@ -97,7 +97,7 @@ export const logTailConfigSchema = z
     /** How long a rotated-away (renamed or deleted) file is kept open and read after its last new data. */
     rotate_wait: duration().default(5000),
     /** Most bytes read from one file before others get a turn (and one journal batch). */
-    read_chunk_bytes: byteSize().default(1024 * 1024),
+    read_chunk_bytes: byteSize().default(256 * 1024),
     /** Most files open at once. */
     max_open_files: z.number().int().positive().default(1024),
     /** Redaction rules for this source's events, after the agent-wide ones. */
