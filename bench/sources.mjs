@@ -142,7 +142,8 @@ async function idle(windowSec) {
     .replace('/var/lib/sealtrail/agent', join(dir, 'data'))
     .replace('127.0.0.1:7780', `127.0.0.1:${port}`)
     .replace('log_level: info', 'log_level: warn')
-    .replace('${SEALTRAIL_COLLECTOR:-127.0.0.1:7701}', `127.0.0.1:${collectorPort}`);
+    // the sample's own ${ENV:-default} text, not a template
+    .replace(['$', '{SEALTRAIL_COLLECTOR:-127.0.0.1:7701}'].join(''), `127.0.0.1:${collectorPort}`);
   const config = join(dir, 'agent.yaml');
   writeFileSync(config, sample);
   const child = spawn(

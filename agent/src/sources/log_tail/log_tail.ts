@@ -253,6 +253,9 @@ export class LogTail implements Source {
     }
   }
 
+  /** Per pattern whose wildcards are all in its last segment: the directory's mtime and what it matched. */
+  private readonly globCache = new Map<string, { mtimeMs: number; ctimeMs: number; matches: string[] }>();
+
   private async expand(): Promise<Set<string>> {
     const out = new Set<string>();
     for (const pattern of this.config.include) {
@@ -260,11 +263,32 @@ export class LogTail implements Source {
         out.add(resolve(pattern));
         continue;
       }
+      const abs = resolve(pattern);
+      const dir = dirname(abs);
+      // A directory whose mtime did not move has the same entries: skip the glob walk (idle CPU).
+      let dirStat: { mtimeMs: number; ctimeMs: number } | null = null;
+      if (!hasGlob(dir)) {
+        try {
+          dirStat = await stat(dir);
+        } catch {
+          this.globCache.delete(pattern);
+          continue;
+        }
+        const cached = this.globCache.get(pattern);
+        if (cached && cached.mtimeMs === dirStat.mtimeMs && cached.ctimeMs === dirStat.ctimeMs) {
+          for (const m of cached.matches) out.add(m);
+          continue;
+        }
+      }
+      const matches: string[] = [];
       try {
-        for await (const p of glob(pattern)) out.add(resolve(p));
+        for await (const p of glob(pattern)) matches.push(resolve(p));
       } catch {
         this.errors.inc({ source: this.config.name, stage: 'glob' });
       }
+      if (dirStat)
+        this.globCache.set(pattern, { mtimeMs: dirStat.mtimeMs, ctimeMs: dirStat.ctimeMs, matches });
+      for (const m of matches) out.add(m);
     }
     for (const p of out) if (this.excluded(p)) out.delete(p);
     return out;
