@@ -137,7 +137,24 @@ function procStat(pid) {
 async function idle(windowSec) {
   const dir = mkdtempSync(join(tmpdir(), 'sealtrail-bench-idle-'));
   const port = await freePort();
-  const collectorPort = await freePort(); // nothing listens: the shipper waits in its backoff
+  const collectorPort = await freePort();
+  const collectorHttp = await freePort();
+  // A real collector, so the agent idles as it would in service (connected, checkpointing).
+  writeFileSync(
+    join(dir, 'collector.yaml'),
+    `collector:\n  data_dir: ${join(dir, 'collector')}\n  log_level: warn\ngrpc:\n  listen: 127.0.0.1:${collectorPort}\n  insecure: true\nhttp:\n  listen: 127.0.0.1:${collectorHttp}\nexporters:\n  - type: file\n    name: archive\n    path: ${join(dir, 'export.jsonl')}\n`,
+  );
+  const collector = spawn(
+    process.execPath,
+    [join(ROOT, 'collector/bin/sealtrail-collector.js'), 'run', '--config', join(dir, 'collector.yaml')],
+    { stdio: 'ignore' },
+  );
+  for (let i = 0; i < 200; i++) {
+    try {
+      if ((await fetch(`http://127.0.0.1:${collectorHttp}/healthz`)).ok) break;
+    } catch {}
+    await new Promise((r) => setTimeout(r, 100));
+  }
   const sample = readFileSync(join(ROOT, 'installers/config/agent.linux.yaml'), 'utf8')
     .replace('/var/lib/sealtrail/agent', join(dir, 'data'))
     .replace('127.0.0.1:7780', `127.0.0.1:${port}`)
@@ -179,10 +196,13 @@ async function idle(windowSec) {
   const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
   child.kill('SIGTERM');
   await new Promise((r) => child.once('exit', r));
+  collector.kill('SIGTERM');
+  await new Promise((r) => collector.once('exit', r));
   rmSync(dir, { recursive: true, force: true });
   const baseline = /sealtrail_fim_baseline_files\{[^}]*\} (\d+)/.exec(metrics)?.[1];
   return {
     bench: 'agent_idle_sample_linux_config',
+    collector: 'connected',
     startup_work_seconds: +settleSec.toFixed(1),
     fim_baseline_files: baseline ? Number(baseline) : null,
     window_seconds: +secs.toFixed(1),
