@@ -155,7 +155,10 @@ async function idle(windowSec) {
     } catch {}
     await new Promise((r) => setTimeout(r, 100));
   }
-  const sample = readFileSync(join(ROOT, 'installers/config/agent.linux.yaml'), 'utf8')
+  // SEALTRAIL_BENCH_IDLE_CONFIG: another config in the sample's shape (e.g. only http_ingest, for a baseline).
+  const configFile =
+    process.env.SEALTRAIL_BENCH_IDLE_CONFIG ?? join(ROOT, 'installers/config/agent.linux.yaml');
+  const sample = readFileSync(configFile, 'utf8')
     .replace('/var/lib/sealtrail/agent', join(dir, 'data'))
     .replace('127.0.0.1:7780', `127.0.0.1:${port}`)
     .replace('log_level: info', 'log_level: warn')
@@ -201,7 +204,9 @@ async function idle(windowSec) {
   rmSync(dir, { recursive: true, force: true });
   const baseline = /sealtrail_fim_baseline_files\{[^}]*\} (\d+)/.exec(metrics)?.[1];
   return {
-    bench: 'agent_idle_sample_linux_config',
+    bench: process.env.SEALTRAIL_BENCH_IDLE_CONFIG
+      ? 'agent_idle_custom_config'
+      : 'agent_idle_sample_linux_config',
     collector: 'connected',
     startup_work_seconds: +settleSec.toFixed(1),
     fim_baseline_files: baseline ? Number(baseline) : null,
