@@ -89,9 +89,8 @@ function positionKey(source: string): Buffer {
   return Buffer.from(`p${source}`, 'utf8');
 }
 
+/** `ns` never holds NUL (appends with one are refused), so a namespace is one key range. */
 function stateKey(ns: string, key: string): Buffer {
-  if (ns.includes('\0'))
-    throw new SealtrailError('ST_JOURNAL_STATE_NS', `state namespace "${ns}" contains NUL`);
   return Buffer.from(`s${ns}\0${key}`, 'utf8');
 }
 
@@ -216,6 +215,12 @@ export class Journal extends EventEmitter<{ appended: [bigint] }> {
           cause: this.failure,
           retryable: true,
         }),
+      );
+    }
+    const badNs = req.state?.find((w) => w.ns.includes('\0'));
+    if (badNs) {
+      return Promise.reject(
+        new SealtrailError('ST_JOURNAL_STATE_NS', `state namespace "${badNs.ns}" contains NUL`),
       );
     }
     if (req.events.length === 0 && !req.positions && !req.state?.length) {

@@ -30,7 +30,12 @@ describe('source conformance', () => {
         type: 'inventory',
         name: 'c-inv',
         run_on_start: false,
-        tables: { users: { enabled: false }, logins: { enabled: false }, listening_ports: { enabled: false }, packages: { enabled: false } },
+        tables: {
+          users: { enabled: false },
+          logins: { enabled: false },
+          listening_ports: { enabled: false },
+          packages: { enabled: false },
+        },
       },
       journald: { type: 'journald', name: 'c-journal', journalctl_path: FAKE_JOURNALCTL },
     };
