@@ -137,6 +137,24 @@ describe('journald', () => {
     expect((await kit.events()).map((e) => e.message)).toEqual(['one', 'two']);
   });
 
+  it('a cursor journalctl no longer knows: the gap is sealed and following resumes from now', async () => {
+    await kit.journal.append({ events: [], positions: { journal: { version: 1, cursor: 's=gone;i=1' } } });
+    src = new Journald(kit.settings, config());
+    await src.start();
+    await waitUntil('cursor_lost', async () =>
+      (await kit.events()).some((e) => e.type === 'agent.journald.cursor_lost'),
+    );
+    await waitUntil('restarted without the cursor', () =>
+      readFileSync(`${journal}.args`, 'utf8')
+        .trim()
+        .split('\n')
+        .some((l) => l.includes('--lines=0')),
+    );
+    await new Promise((r) => setTimeout(r, 300));
+    write(entry('after the gap'));
+    await waitUntil('new entry', async () => (await kit.events()).some((e) => e.message === 'after the gap'));
+  });
+
   it('maps binary messages and priorities', () => {
     const d = entryToDraft(entry([104, 105], { PRIORITY: '3', SYSLOG_IDENTIFIER: 'kernel' }), 'linux_auth');
     expect(d).toMatchObject({

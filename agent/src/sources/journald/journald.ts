@@ -195,12 +195,34 @@ export class Journald implements Source {
         { code, signal, stderr: this.stderr.trim().slice(-500) },
         'journalctl exited; starting it again',
       );
+      const badCursor = code !== 0 && this.cursor !== undefined && /cursor/i.test(this.stderr);
       this.restartTimer = setTimeout(async () => {
         this.restartTimer = null;
         await this.flushing;
+        if (badCursor) await this.cursorLost().catch(() => {});
         this.spawn();
       }, this.config.restart_delay);
     });
+  }
+
+  /**
+   * journalctl refused the saved cursor (the journal was vacuumed or rotated past it): starting
+   * again with it would loop. Follow from now on, and seal the gap so it is visible.
+   */
+  private async cursorLost(): Promise<void> {
+    const lost = this.cursor;
+    this.cursor = undefined;
+    const event = this.encoder.encode({
+      category: 'agent',
+      type: 'agent.journald.cursor_lost',
+      action: 'resume',
+      outcome: 'failure',
+      severity: 'medium',
+      message: `journald source "${this.config.name}": journalctl refused the saved cursor; following new entries from now (entries in between may be missing)`,
+      attributes: { cursor: lost, stderr: this.stderr.trim().slice(-500) },
+    });
+    await this.settings.journal.append({ events: [event] });
+    this.settings.log.error({ cursor: lost }, 'journald cursor refused; following from now');
   }
 
   private schedule(resume: () => void): void {

@@ -17,8 +17,14 @@ const read = () =>
     .map((l) => JSON.parse(l));
 let entries = read();
 let start = 0;
-if (after !== null) start = entries.findIndex((e) => e.__CURSOR === after) + 1;
-else if (linesArg) start = Math.max(0, entries.length - Number(linesArg.slice(8)));
+if (after !== null) {
+  start = entries.findIndex((e) => e.__CURSOR === after) + 1;
+  if (start === 0) {
+    // as journalctl does when the cursor is gone from the journal
+    process.stderr.write('Failed to seek to cursor: Invalid argument\n');
+    process.exit(1);
+  }
+} else if (linesArg) start = Math.max(0, entries.length - Number(linesArg.slice(8)));
 else if (!args.includes('--no-tail')) start = Math.max(0, entries.length - 10);
 let printed = start;
 const flush = () => {
