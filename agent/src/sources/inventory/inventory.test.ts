@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -207,6 +207,7 @@ describe('collectors on this host', () => {
       shell: '/bin/zsh',
     });
     expect(rows.get('group:sudo')).toEqual({ kind: 'group', name: 'sudo', gid: 27, members: 'alice,bob' });
+    rmSync(dir, { recursive: true, force: true });
   });
 
   it('os, packages and listening ports answer', async () => {
