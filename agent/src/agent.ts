@@ -1,4 +1,16 @@
-/** Wires one running agent: identity → journal → sources → shipper, plus its HTTP listener. */
+/**
+ * Wires one running agent: identity → journal → sources → shipper, plus its HTTP listener.
+ *
+ * Hot reload (`reload()`, on SIGHUP and when the config file changes): the new file is
+ * validated first; an invalid one leaves everything running as it was, logs why and
+ * sets `sealtrail_agent_config_valid 0`. A valid one stops the sources that were removed
+ * or changed (each drains: what it accepted is durable) and starts the added and changed
+ * ones, which resume from their committed positions; unchanged sources are not touched.
+ * Agent-wide `redact` rules apply to the next event sealed. Other sections (data_dir,
+ * collector, http, journal, checkpoint) need a restart: a change there is logged and ignored.
+ */
+import { type FSWatcher, watch } from 'node:fs';
+import { basename, dirname } from 'node:path';
 import type { AuditEvent } from '@sealtrail/event';
 import {
   Counter,
@@ -13,7 +25,7 @@ import {
   type Registry,
 } from '@sealtrail/telemetry';
 import { Hono } from 'hono';
-import type { AgentConfig } from './config.js';
+import { type AgentConfig, loadAgentConfig } from './config.js';
 import { loadOrCreateIdentity } from './identity/identity.js';
 import { Checkpointer, readAnchor } from './journal/checkpoint.js';
 import { chainStartEvent, gapEvent, integrityEvent } from './journal/events.js';
@@ -22,10 +34,36 @@ import { openWithRecovery } from './journal/recovery.js';
 import { journalPaths } from './journal/verify.js';
 import { transport } from './shipper/credentials.js';
 import { Shipper } from './shipper/shipper.js';
-import { sourceTypes } from './sources/index.js';
-import type { Source } from './sources/source.js';
+import { counter, gauge } from './sources/common/metrics.js';
+import { compileRedaction } from './sources/common/redact.js';
+import { createSource, type SourceConfig } from './sources/index.js';
+import type { Source, SourceSettings } from './sources/source.js';
 import { diskUsage } from './status.js';
 import { AGENT_VERSION } from './version.js';
+
+interface Running {
+  config: SourceConfig;
+  source: Source;
+  /** Why start() failed; the source then takes no part until the next reload changes it. */
+  failed: string | null;
+}
+
+export interface AgentOptions {
+  /** The file the config came from: reloaded on SIGHUP (`reload()`) and, with `agent.watch_config`, on change. */
+  configPath?: string;
+}
+
+export interface ReloadResult {
+  ok: boolean;
+  error?: string;
+  started: string[];
+  stopped: string[];
+  unchanged: string[];
+  /** Sections that changed but need a restart. */
+  ignored: string[];
+}
+
+const sameJson = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
 
 export class Agent {
   readonly log: Logger;
@@ -33,13 +71,59 @@ export class Agent {
   private journal!: Journal;
   private shipper!: Shipper;
   private checkpointer!: Checkpointer;
-  private sources: Source[] = [];
+  private readonly running = new Map<string, Running>();
   private http: HttpServer | null = null;
   private stopping: Promise<void> | null = null;
+  private settings!: Omit<SourceSettings, 'log'>;
+  private globalRedact: (e: AuditEvent) => AuditEvent;
+  private reloading: Promise<ReloadResult> = Promise.resolve({
+    ok: true,
+    started: [],
+    stopped: [],
+    unchanged: [],
+    ignored: [],
+  });
+  private watcher: FSWatcher | null = null;
+  private debounce: NodeJS.Timeout | null = null;
+  private readonly reloads;
+  private readonly configValid;
+  private readonly sourceUp;
 
-  constructor(readonly config: AgentConfig) {
+  constructor(
+    public config: AgentConfig,
+    private readonly opts: AgentOptions = {},
+  ) {
     this.log = createLogger('agent', config.agent.log_level);
     this.registry = createRegistry('agent');
+    this.globalRedact = compileRedaction(config.redact);
+    this.reloads = counter(this.registry, {
+      name: 'sealtrail_agent_config_reloads_total',
+      help: 'Config reloads, by outcome (ok, invalid)',
+      labelNames: ['outcome'],
+    });
+    this.configValid = gauge(this.registry, {
+      name: 'sealtrail_agent_config_valid',
+      help: '1 when the last config file read was valid, 0 when it was refused (the previous config keeps running)',
+      labelNames: [],
+    });
+    this.configValid.set(1);
+    this.sourceUp = gauge(this.registry, {
+      name: 'sealtrail_source_up',
+      help: '1 for a running source, 0 for one that failed to start',
+      labelNames: ['source', 'type'],
+    });
+  }
+
+  /** Sources by name, with the error of those that failed to start. */
+  sourceStatus(): Record<string, { type: string; failed: string | null }> {
+    const out: Record<string, { type: string; failed: string | null }> = {};
+    for (const [name, r] of this.running) out[name] = { type: r.config.type, failed: r.failed };
+    return out;
+  }
+
+  /** The running source instance of that name (tests). */
+  source(name: string): Source | undefined {
+    return this.running.get(name)?.source;
   }
 
   get httpAddress(): string | undefined {
@@ -125,17 +209,14 @@ export class Agent {
         this.set(journal.backlogBytes);
       },
     });
-    const settings = {
+    this.settings = {
       journal,
       host,
-      log: this.log,
       registry: this.registry,
       maxEventBytes: cfg.journal.max_event_bytes,
       overHighWater: () => journal.fill >= cfg.journal.high_water,
+      redact: (e) => this.globalRedact(e),
     };
-    this.sources = cfg.sources.map((s) =>
-      sourceTypes[s.type].create({ ...settings, log: this.log.child({ source: s.name }) }, s),
-    );
 
     this.checkpointer = new Checkpointer({
       journal,
@@ -146,29 +227,6 @@ export class Agent {
       everyMs: cfg.checkpoint.every_seconds * 1000,
       idleMs: cfg.checkpoint.idle_seconds * 1000,
       log: this.log.child({ component: 'checkpoint' }),
-    });
-    if (!t.tls)
-      this.log.warn(
-        { collector: cfg.collector.address },
-        'streaming to the collector without TLS (insecure: true)',
-      );
-    this.shipper = new Shipper({
-      address: cfg.collector.address,
-      credentials: t.credentials,
-      channelOptions: t.options,
-      identity,
-      journal,
-      agentVersion: AGENT_VERSION,
-      hostname: cfg.agent.name,
-      batchMaxRecords: cfg.collector.batch_max_records,
-      batchMaxBytes: cfg.collector.batch_max_bytes,
-      maxInflightBatches: cfg.collector.max_inflight_batches,
-      reconnectInitialMs: cfg.collector.reconnect_initial,
-      reconnectMaxMs: cfg.collector.reconnect_max,
-      reconnectMultiplier: cfg.collector.reconnect_multiplier,
-      log: this.log.child({ component: 'shipper' }),
-      registry: this.registry,
-      onChallenge: (nonce) => void this.checkpointer.checkpoint('challenge', nonce),
     });
 
     const app = new Hono();
@@ -190,6 +248,13 @@ export class Agent {
               ? null
               : `not connected to the collector${this.shipper.lastRefusal ? ` (refused: ${this.shipper.lastRefusal})` : ''}`,
         },
+        {
+          name: 'sources',
+          check: () => {
+            const failed = [...this.running.entries()].filter(([, r]) => r.failed);
+            return failed.length === 0 ? null : failed.map(([n, r]) => `${n}: ${r.failed}`).join('; ');
+          },
+        },
       ]),
     );
     app.get('/v1/status', async (c) =>
@@ -204,19 +269,54 @@ export class Agent {
         disk_bytes: await diskUsage(paths.journal),
         connected: this.shipper.connected,
         last_ack_time: this.shipper.lastAckAt?.toISOString() ?? null,
+        sources: this.sourceStatus(),
       }),
     );
-    for (const s of this.sources) if (s.routes) app.route('/', s.routes);
+    // Source routes are looked up per request, so a reload can add or remove them.
+    app.all('*', async (c) => {
+      for (const r of this.running.values()) {
+        if (!r.source.routes || r.failed) continue;
+        const res = await r.source.routes.fetch(c.req.raw);
+        if (res.status !== 404) return res;
+      }
+      return c.json({ error: 'not found' }, 404);
+    });
     this.http = await listen(app, cfg.http.listen);
 
-    for (const s of this.sources) await s.start();
+    if (!t.tls) {
+      this.log.warn(
+        { collector: cfg.collector.address },
+        'streaming to the collector without TLS (insecure: true)',
+      );
+    }
+    this.shipper = new Shipper({
+      address: cfg.collector.address,
+      credentials: t.credentials,
+      channelOptions: t.options,
+      identity,
+      journal,
+      agentVersion: AGENT_VERSION,
+      hostname: cfg.agent.name,
+      batchMaxRecords: cfg.collector.batch_max_records,
+      batchMaxBytes: cfg.collector.batch_max_bytes,
+      maxInflightBatches: cfg.collector.max_inflight_batches,
+      reconnectInitialMs: cfg.collector.reconnect_initial,
+      reconnectMaxMs: cfg.collector.reconnect_max,
+      reconnectMultiplier: cfg.collector.reconnect_multiplier,
+      log: this.log.child({ component: 'shipper' }),
+      registry: this.registry,
+      onChallenge: (nonce) => void this.checkpointer.checkpoint('challenge', nonce),
+    });
+    for (const s of cfg.sources) await this.startSource(s);
     this.checkpointer.start();
     this.shipper.start();
     // Reclaim the disk space of acknowledged records whenever the backlog drains.
     journal.on('acked', () => {
-      if (journal.backlogRecords === 0)
+      if (journal.backlogRecords === 0) {
         journal.compact().catch((err) => this.log.warn({ err }, 'journal compaction failed'));
+      }
     });
+    this.watchConfig();
     this.log.info(
       {
         agent_id: identity.agentId,
@@ -228,10 +328,127 @@ export class Agent {
     );
   }
 
+  private async startSource(config: SourceConfig): Promise<void> {
+    const source = createSource({ ...this.settings, log: this.log.child({ source: config.name }) }, config);
+    const r: Running = { config, source, failed: null };
+    this.running.set(config.name, r);
+    try {
+      await source.start();
+      this.sourceUp.set({ source: config.name, type: config.type }, 1);
+    } catch (err) {
+      // One source that cannot run (journalctl missing, socket in use) does not stop the others.
+      r.failed = (err as Error).message;
+      this.sourceUp.set({ source: config.name, type: config.type }, 0);
+      this.log.error({ err, source: config.name }, 'source failed to start');
+      await source.stop().catch(() => {});
+    }
+  }
+
+  private async stopSource(name: string): Promise<void> {
+    const r = this.running.get(name);
+    if (!r) return;
+    this.running.delete(name);
+    await r.source.stop();
+    this.sourceUp.remove({ source: name, type: r.config.type });
+  }
+
+  private watchConfig(): void {
+    const file = this.opts.configPath;
+    if (!file || !this.config.agent.watch_config) return;
+    try {
+      // The directory, not the file: editors and config managers replace files by rename.
+      this.watcher = watch(dirname(file), (_event, name) => {
+        if (name !== null && name !== basename(file)) return;
+        if (this.debounce) clearTimeout(this.debounce);
+        this.debounce = setTimeout(() => {
+          this.debounce = null;
+          void this.reload();
+        }, 300);
+      });
+      this.watcher.on('error', (err) => this.log.warn({ err }, 'config file watch failed'));
+    } catch (err) {
+      this.log.warn({ err, file }, 'cannot watch the config file; SIGHUP still reloads it');
+    }
+  }
+
+  /** Reads the config file again (or takes `next`) and applies it; serialized with other reloads. */
+  reload(next?: AgentConfig): Promise<ReloadResult> {
+    this.reloading = this.reloading.then(() => this.applyReload(next));
+    return this.reloading;
+  }
+
+  private async applyReload(next?: AgentConfig): Promise<ReloadResult> {
+    const result: ReloadResult = { ok: true, started: [], stopped: [], unchanged: [], ignored: [] };
+    if (this.stopping) return { ...result, ok: false, error: 'agent is stopping' };
+    let cfg: AgentConfig;
+    try {
+      if (next) cfg = next;
+      else if (this.opts.configPath) cfg = loadAgentConfig(this.opts.configPath);
+      else return { ...result, ok: false, error: 'no config file to reload' };
+    } catch (err) {
+      this.reloads.inc({ outcome: 'invalid' });
+      this.configValid.set(0);
+      this.log.error(
+        { err: (err as Error).message },
+        'config reload refused; the running config stays in place',
+      );
+      return { ...result, ok: false, error: (err as Error).message };
+    }
+    const old = this.config;
+    for (const section of ['collector', 'http', 'journal', 'checkpoint'] as const) {
+      if (!sameJson(old[section], cfg[section])) result.ignored.push(section);
+    }
+    if (old.agent.data_dir !== cfg.agent.data_dir || old.agent.name !== cfg.agent.name)
+      result.ignored.push('agent');
+    if (result.ignored.length > 0) {
+      this.log.warn(
+        { sections: result.ignored },
+        'config sections changed that need a restart; kept as they were',
+      );
+    }
+    if (cfg.agent.log_level !== old.agent.log_level) this.log.level = cfg.agent.log_level;
+    this.globalRedact = compileRedaction(cfg.redact);
+
+    const wanted = new Map(cfg.sources.map((s) => [s.name, s]));
+    const toStop: string[] = [];
+    for (const [name, r] of this.running) {
+      const w = wanted.get(name);
+      if (!w || !sameJson(w, r.config)) toStop.push(name);
+    }
+    await Promise.all(toStop.map((n) => this.stopSource(n)));
+    result.stopped = toStop;
+    for (const s of cfg.sources) {
+      if (this.running.has(s.name)) {
+        result.unchanged.push(s.name);
+        continue;
+      }
+      await this.startSource(s);
+      result.started.push(s.name);
+    }
+    this.config = {
+      ...cfg,
+      collector: old.collector,
+      http: old.http,
+      journal: old.journal,
+      checkpoint: old.checkpoint,
+      agent: { ...cfg.agent, data_dir: old.agent.data_dir, name: old.agent.name },
+    };
+    this.reloads.inc({ outcome: 'ok' });
+    this.configValid.set(1);
+    this.log.info(
+      { started: result.started, stopped: result.stopped, unchanged: result.unchanged.length },
+      'config reloaded',
+    );
+    return result;
+  }
+
   /** Idempotent: stop taking input, let accepted events become durable, checkpoint, close the stream and the journal. */
   stop(): Promise<void> {
     this.stopping ??= (async () => {
-      await Promise.allSettled(this.sources.map((s) => s.stop()));
+      this.watcher?.close();
+      if (this.debounce) clearTimeout(this.debounce);
+      await this.reloading.catch(() => {});
+      await Promise.allSettled([...this.running.values()].map((r) => r.source.stop()));
       await this.http?.close();
       await this.checkpointer?.stop();
       // Give the final checkpoint a moment to reach the collector before the stream closes.

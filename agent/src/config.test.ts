@@ -28,7 +28,7 @@ describe('agent config', () => {
   it('parses the design’s minimal agent.yaml with defaults filled in', () => {
     const cfg = loadAgentConfig(MINIMAL);
     expect(cfg).toEqual({
-      agent: { data_dir: '.sealtrail/agent', name: hostname(), log_level: 'info' },
+      agent: { data_dir: '.sealtrail/agent', name: hostname(), log_level: 'info', watch_config: true },
       collector: {
         address: '127.0.0.1:7701',
         insecure: true,
@@ -56,8 +56,11 @@ describe('agent config', () => {
           name: 'apps',
           max_body_bytes: 16 * 1024 * 1024,
           max_events_per_request: 10_000,
+          unix_socket_mode: '0660',
+          redact: [],
         },
       ],
+      redact: [],
     });
   });
 
@@ -132,7 +135,7 @@ describe('agent config', () => {
       /collector\.batch_max_bytes: expected a size like "64KiB"/,
     );
     expect(problems(`${BASE}sources:\n  type: http_ingest\n`)).toMatch(/sources: .*expected array/);
-    expect(problems(`${BASE}sources:\n  - type: journald\n    name: j\n`)).toMatch(
+    expect(problems(`${BASE}sources:\n  - type: nosuch\n    name: j\n`)).toMatch(
       /sources\[0\] \(name: j\)\.type: /,
     );
   });

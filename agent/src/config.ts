@@ -3,6 +3,7 @@ import { hostname } from 'node:os';
 import { byteSize, duration, hostPort, loadConfigFile, parseConfig } from '@sealtrail/config';
 import { DEFAULT_MAX_EVENT_BYTES } from '@sealtrail/event';
 import { z } from 'zod';
+import { redactRulesSchema } from './sources/common/redact.js';
 import { sourceConfigSchema } from './sources/index.js';
 
 export const agentConfigSchema = z
@@ -13,6 +14,8 @@ export const agentConfigSchema = z
         /** Host name put on every event; the machine's by default. */
         name: z.string().min(1).default(hostname()),
         log_level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
+        /** Reload the sources when the config file changes (SIGHUP always reloads). */
+        watch_config: z.boolean().default(true),
       })
       .strict()
       .prefault({}),
@@ -70,6 +73,8 @@ export const agentConfigSchema = z
       .strict()
       .prefault({}),
     sources: z.array(sourceConfigSchema).default([]),
+    /** Redaction rules applied to every source's events before sealing (then each source's own). */
+    redact: redactRulesSchema,
   })
   .strict()
   .superRefine((cfg, ctx) => {

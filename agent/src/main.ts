@@ -24,11 +24,15 @@ function program(): Command {
     .description('run the agent in the foreground')
     .requiredOption('-c, --config <file>', 'agent YAML config')
     .action(async (opts: { config: string }) => {
-      const agent = new Agent(loadAgentConfig(opts.config));
+      const agent = new Agent(loadAgentConfig(opts.config), { configPath: opts.config });
       await agent.start();
+      // SIGHUP: validate the file again and apply it; an invalid file keeps the running config.
+      const hup = () => void agent.reload();
+      process.on('SIGHUP', hup);
       await new Promise<void>((resolve) => {
         const stop = (signal: string) => {
           agent.log.info({ signal }, 'stopping');
+          process.off('SIGHUP', hup);
           agent.stop().then(resolve, resolve);
         };
         process.once('SIGINT', stop);

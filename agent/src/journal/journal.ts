@@ -8,7 +8,9 @@
  *   'q' u32(chain_no) u64(seq)  → the record as it was found            quarantined on open (kept, never shipped)
  *   'c' u32(chain_no)           → JSON ChainMeta                        every chain: id, start, end
  *   'p' <source>                → JSON                                  a source's read position
- *   's' <name>                  → JSON                                  a source's other state (e.g. FIM baseline)
+ *   's' <ns> 0x00 <key>         → JSON                                  state kept by sources (FIM baseline entries
+ *                                                                      `fim/<source>`, inventory snapshots
+ *                                                                      `inv/<source>/<table>`)
  *   'm' head | acked            → JSON                                  the newest record; the last acknowledged one
  *
  * Invariants:
@@ -68,13 +70,20 @@ export interface JournalStats {
   backlogBytes: number;
 }
 
+/** One entry of a source's keyed state; `value: null` deletes it. */
+export interface StateWrite {
+  ns: string;
+  key: string;
+  value: unknown;
+}
+
 export interface AppendRequest {
   /** Canonical event bytes, sealed in order. */
   events: Buffer[];
   /** Read positions committed with the events, by source name. */
   positions?: Record<string, unknown>;
-  /** Other source state committed with the events (e.g. FIM baseline entries); null deletes. */
-  state?: Record<string, unknown>;
+  /** Keyed state (FIM baseline, inventory snapshot) written in the same batch as the events. */
+  state?: StateWrite[];
 }
 
 /** What the journal does when it is full (`max_bytes` / `max_records`). */
@@ -138,7 +147,8 @@ function chainKey(no: number): Buffer {
 }
 
 const positionKey = (source: string) => Buffer.from(`p${source}`, 'utf8');
-const stateKey = (name: string) => Buffer.from(`s${name}`, 'utf8');
+/** `ns` never holds NUL (appends with one are refused), so a namespace is one key range. */
+const stateKey = (ns: string, key: string) => Buffer.from(`s${ns}\0${key}`, 'utf8');
 
 export function decodeRecordValue(chain: number, seq: bigint, v: Buffer): JournalRecord {
   const recordHash = v.subarray(1, VALUE_HEADER);
@@ -195,8 +205,6 @@ export class Journal extends EventEmitter<{ appended: [Head]; acked: [Position];
     this.db = new ClassicLevel<Buffer, Buffer>(opts.dir, {
       keyEncoding: 'buffer',
       valueEncoding: 'buffer',
-      // A larger memtable means fewer level-0 flushes under sustained appends (LevelDB's 4 MiB default).
-      writeBufferSize: 32 * 1024 * 1024,
     });
   }
 
@@ -341,6 +349,8 @@ export class Journal extends EventEmitter<{ appended: [Head]; acked: [Position];
 
   private async enqueue(req: Pending['req']): Promise<{ first: bigint; last: bigint }> {
     if (this.closed) throw new SealtrailError('ST_JOURNAL_CLOSED', 'journal is closed');
+    const badNs = req.state?.find((w) => w.ns.includes('\0'));
+    if (badNs) throw new SealtrailError('ST_JOURNAL_STATE_NS', `state namespace "${badNs.ns}" contains NUL`);
     const size = req.events.reduce((n, b) => n + b.length, 0);
     if (req.events.length > 0 && !req.meta) await this.makeRoom(size, req.events.length);
     return new Promise<{ first: bigint; last: bigint }>((resolve, reject) => {
@@ -429,9 +439,10 @@ export class Journal extends EventEmitter<{ appended: [Head]; acked: [Position];
       for (const [source, pos] of Object.entries(p.req.positions ?? {})) {
         ops.push({ type: 'put', key: positionKey(source), value: Buffer.from(JSON.stringify(pos)) });
       }
-      for (const [name, value] of Object.entries(p.req.state ?? {})) {
-        if (value === null) ops.push({ type: 'del', key: stateKey(name) });
-        else ops.push({ type: 'put', key: stateKey(name), value: Buffer.from(JSON.stringify(value)) });
+      for (const w of p.req.state ?? []) {
+        if (w.value === null) ops.push({ type: 'del', key: stateKey(w.ns, w.key) });
+        else
+          ops.push({ type: 'put', key: stateKey(w.ns, w.key), value: Buffer.from(JSON.stringify(w.value)) });
       }
       if (p.req.meta) ops.push(...p.req.meta);
       ranges.push({ first, last: head ? head.seq : first - 1n });
@@ -623,17 +634,18 @@ export class Journal extends EventEmitter<{ appended: [Head]; acked: [Position];
     return v ? (JSON.parse(v.toString()) as T) : undefined;
   }
 
-  async state<T>(name: string): Promise<T | undefined> {
-    const v = await this.db.get(stateKey(name));
+  async getState<T>(ns: string, key: string): Promise<T | undefined> {
+    const v = await this.db.get(stateKey(ns, key));
     return v ? (JSON.parse(v.toString()) as T) : undefined;
   }
 
-  /** All state entries whose name starts with `prefix` (e.g. one FIM source's baseline). */
-  async *stateEntries<T>(prefix: string): AsyncGenerator<[string, T]> {
-    const gte = stateKey(prefix);
-    const lt = Buffer.concat([gte, Buffer.from([0xff])]);
-    for await (const [k, v] of this.db.iterator({ gte, lt })) {
-      yield [k.subarray(1).toString('utf8'), JSON.parse(v.toString()) as T];
+  /** Every state entry of one namespace (e.g. one FIM source's baseline), by key. */
+  async *stateEntries<T>(ns: string): AsyncGenerator<[string, T]> {
+    const gte = stateKey(ns, '');
+    const lt = Buffer.from(`s${ns}\x01`, 'utf8');
+    const skip = gte.length;
+    for await (const [key, value] of this.db.iterator({ gte, lt })) {
+      yield [key.subarray(skip).toString('utf8'), JSON.parse(value.toString()) as T];
     }
   }
 

@@ -1,6 +1,7 @@
 import type { AuditEvent } from '@sealtrail/event';
 import type { Logger, Registry } from '@sealtrail/telemetry';
 import type { Hono } from 'hono';
+import type { z } from 'zod';
 import type { Journal } from '../journal/journal.js';
 
 /** What the agent hands every source it creates. */
@@ -12,11 +13,13 @@ export interface SourceSettings {
   maxEventBytes: number;
   /** True while the journal holds more unshipped records than its high-water mark. */
   overHighWater(): boolean;
+  /** The agent-wide redaction rules (top-level `redact:`), applied before a source's own. */
+  redact(event: AuditEvent): AuditEvent;
 }
 
 export interface Source {
   readonly name: string;
-  /** Quick: background work runs under the source's own AbortController. */
+  /** Quick: background work runs under the source's own AbortController. Rejects when the source cannot run at all. */
   start(): Promise<void>;
   /** Idempotent: stops taking input, waits for what it accepted to be durable. */
   stop(): Promise<void>;
@@ -26,5 +29,6 @@ export interface Source {
 
 export interface SourceFactory<C> {
   readonly type: string;
+  readonly configSchema: z.ZodType;
   create(settings: SourceSettings, config: C): Source;
 }

@@ -38,6 +38,7 @@ function create(config: Record<string, unknown> = {}): Source {
       registry,
       maxEventBytes: 64 * 1024,
       overHighWater: () => journal.backlogRecords >= highWater,
+      redact: (e) => e,
     },
     httpIngestConfigSchema.parse({ type: 'http_ingest', name: 'apps', ...config }),
   );

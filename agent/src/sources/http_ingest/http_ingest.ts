@@ -4,13 +4,23 @@
  * its own; valid items are sealed even when others in the request are refused,
  * and the reply lists, per item, the id accepted or the reason refused. The
  * reply is sent only after the accepted items are durable in the journal.
+ *
+ * With `auth_token` every request must carry `Authorization: Bearer <token>`.
+ * With `unix_socket` the routes are served on that socket (mode `unix_socket_mode`)
+ * instead of the agent's TCP listener.
  */
-import { canonicalBytes, completeIngestEvent, validateIngestEvent } from '@sealtrail/event';
-import { Counter } from '@sealtrail/telemetry';
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { chmodSync, lstatSync, unlinkSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import { getRequestListener } from '@hono/node-server';
+import { SealtrailError } from '@sealtrail/errors';
+import { type AuditEvent, canonicalBytes, completeIngestEvent, validateIngestEvent } from '@sealtrail/event';
 import { Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
+import { counter } from '../common/metrics.js';
+import { compileRedaction } from '../common/redact.js';
 import type { Source, SourceFactory, SourceSettings } from '../source.js';
-import type { HttpIngestConfig } from './config.js';
+import { type HttpIngestConfig, httpIngestConfigSchema } from './config.js';
 
 export type ItemResult =
   | { index: number; status: 'accepted'; id: string }
@@ -48,23 +58,51 @@ export function splitBody(
 
 const YIELD_EVERY = 200;
 
+function digest(s: string): Buffer {
+  return createHash('sha256').update(s).digest();
+}
+
 class HttpIngest implements Source {
-  readonly routes: Hono;
+  /** Mounted on the agent's listener; absent when the source serves its own Unix socket. */
+  readonly routes?: Hono;
+  private readonly app: Hono;
   private stopped = false;
   private inflight = new Set<Promise<unknown>>();
+  private socketServer: Server | null = null;
+  private readonly redact: (e: AuditEvent) => AuditEvent;
 
   constructor(
     private readonly settings: SourceSettings,
     private readonly config: HttpIngestConfig,
   ) {
-    const items = new Counter({
+    const items = counter(settings.registry, {
       name: 'sealtrail_http_ingest_items_total',
       help: 'Items received over HTTP, by outcome',
       labelNames: ['source', 'outcome'],
-      registers: [settings.registry],
     });
-    this.routes = new Hono();
-    this.routes.post(
+    const own = compileRedaction(config.redact);
+    this.redact = (e) => own(settings.redact(e));
+    this.app = new Hono();
+    if (config.auth_token !== undefined) {
+      const want = digest(config.auth_token);
+      this.app.use('/v1/*', async (c, next) => {
+        const m = /^Bearer\s+(.+)$/i.exec(c.req.header('authorization') ?? '');
+        // Compare digests in constant time: the token's length and prefix are not observable.
+        if (!m || !timingSafeEqual(digest(m[1]!.trim()), want)) {
+          items.inc({ source: config.name, outcome: 'unauthorized' });
+          // Read (a bounded) body first: answering before it is consumed resets the connection
+          // under the client, which then sees EPIPE instead of the 401.
+          const length = Number(c.req.header('content-length') ?? 0);
+          if (length > 0 && length <= config.max_body_bytes) await c.req.arrayBuffer().catch(() => {});
+          return c.json({ error: 'missing or wrong bearer token' }, 401, {
+            'WWW-Authenticate': 'Bearer realm="sealtrail"',
+          });
+        }
+        await next();
+      });
+    }
+    if (config.unix_socket === undefined) this.routes = this.app;
+    this.app.post(
       '/v1/events',
       bodyLimit({
         maxSize: config.max_body_bytes,
@@ -137,7 +175,7 @@ class HttpIngest implements Source {
         results.push({ index, status: 'rejected', code: 'invalid', error: v.errors.join('; ') });
         continue;
       }
-      const event = completeIngestEvent(v.value, { host, source, now });
+      const event = this.redact(completeIngestEvent(v.value, { host, source, now }));
       const b = canonicalBytes(event);
       if (b.length > maxEventBytes) {
         const error = `event is ${b.length} canonical bytes, over the limit of ${maxEventBytes}`;
@@ -151,15 +189,43 @@ class HttpIngest implements Source {
     return results;
   }
 
-  async start(): Promise<void> {}
+  async start(): Promise<void> {
+    const path = this.config.unix_socket;
+    if (path === undefined) return;
+    try {
+      // A socket left by a previous run (kill -9) would make listen fail with EADDRINUSE.
+      if (lstatSync(path, { throwIfNoEntry: false })?.isSocket()) unlinkSync(path);
+    } catch {}
+    const server = createServer(getRequestListener(this.app.fetch));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', (cause) =>
+        reject(
+          new SealtrailError('ST_HTTP_INGEST_SOCKET', `cannot listen on ${path}: ${cause.message}`, {
+            cause,
+          }),
+        ),
+      );
+      server.listen(path, () => resolve());
+    });
+    chmodSync(path, Number.parseInt(this.config.unix_socket_mode, 8));
+    this.socketServer = server;
+    this.settings.log.info({ unix_socket: path }, 'http_ingest listening on a Unix socket');
+  }
 
   async stop(): Promise<void> {
     this.stopped = true;
     await Promise.allSettled([...this.inflight]);
+    const server = this.socketServer;
+    this.socketServer = null;
+    if (server) {
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+    }
   }
 }
 
 export const httpIngestSource: SourceFactory<HttpIngestConfig> = {
   type: 'http_ingest',
+  configSchema: httpIngestConfigSchema,
   create: (settings, config) => new HttpIngest(settings, config),
 };

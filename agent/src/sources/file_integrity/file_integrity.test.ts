@@ -1,0 +1,202 @@
+import { createHash } from 'node:crypto';
+import { appendFileSync, chmodSync, chownSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { AuditEvent } from '@sealtrail/event';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { type Kit, makeKit, waitUntil } from '../common/testkit.js';
+import { fileIntegrityConfigSchema } from './config.js';
+import { FileIntegrity } from './file_integrity.js';
+import { ByteRateLimiter, HashPool } from './hasher.js';
+
+const sha = (s: string) => createHash('sha256').update(s).digest('hex');
+const isRoot = process.getuid?.() === 0;
+
+describe('file_integrity', () => {
+  let kit: Kit;
+  let tree: string;
+  let fim: FileIntegrity | null = null;
+
+  beforeEach(async () => {
+    kit = await makeKit();
+    tree = join(kit.dir, 'tree');
+    mkdirSync(join(tree, 'sub/deep'), { recursive: true });
+    writeFileSync(join(tree, 'a.conf'), 'alpha\n');
+    writeFileSync(join(tree, 'sub/b.conf'), 'beta\n');
+    writeFileSync(join(tree, 'sub/deep/c.conf'), 'gamma\n');
+    writeFileSync(join(tree, 'skip.swp'), 'editor swap\n');
+    mkdirSync(join(tree, 'cache'));
+    writeFileSync(join(tree, 'cache/x'), 'ignored dir\n');
+  });
+
+  afterEach(async () => {
+    await fim?.stop();
+    fim = null;
+    await kit.close();
+  });
+
+  const config = (extra: Record<string, unknown> = {}) =>
+    fileIntegrityConfigSchema.parse({
+      type: 'file_integrity',
+      name: 'etc',
+      paths: [tree],
+      ignore: ['*.swp', `${tree}/cache/**`, `${tree}/cache`],
+      ...extra,
+    });
+
+  async function run(extra?: Record<string, unknown>): Promise<FileIntegrity> {
+    fim = new FileIntegrity(kit.settings, config(extra));
+    await fim.start();
+    await fim.ready;
+    return fim;
+  }
+
+  const ofType = async (type: string) => (await kit.events()).filter((e) => e.type === type);
+  const fileEvents = async () => (await kit.events()).filter((e) => e.category === 'file');
+
+  it('builds a baseline silently on the first run, honouring ignores', async () => {
+    const f = await run();
+    expect(f.baselineSize).toBe(3);
+    const events = await kit.events();
+    expect(events.map((e) => e.type)).toEqual(['fim.baseline.created']);
+    expect(events[0]!.attributes).toMatchObject({ files: 3 });
+    const entry = await kit.journal.getState<{ h: string }>('fim/etc', join(tree, 'a.conf'));
+    expect(entry?.h).toBe(sha('alpha\n'));
+  });
+
+  it('reports create, modify, chmod, chown, delete and rename with before/after', async () => {
+    const f = await run();
+    const a = join(tree, 'a.conf');
+    writeFileSync(join(tree, 'sub/new.conf'), 'fresh\n');
+    await waitUntil('created', async () => (await ofType('file.created')).length === 1);
+    appendFileSync(a, 'more\n');
+    await waitUntil('modified', async () => (await ofType('file.modified')).length === 1);
+    const mod = (await ofType('file.modified'))[0]!;
+    expect(mod.resource).toMatchObject({ kind: 'file', name: a });
+    expect(mod.attributes).toMatchObject({
+      before: { sha256: sha('alpha\n'), size: 6 },
+      after: { sha256: sha('alpha\nmore\n'), size: 11 },
+      detected: 'watch',
+    });
+
+    chmodSync(a, 0o600);
+    await waitUntil('chmod', async () => (await ofType('file.permissions_changed')).length === 1);
+    const chmod = (await ofType('file.permissions_changed'))[0]!;
+    expect(chmod.attributes).toMatchObject({ after: { mode: '0600' }, changed: ['mode'] });
+    // chmod alone is not a content change
+    expect(await ofType('file.modified')).toHaveLength(1);
+
+    if (isRoot) {
+      chownSync(a, 1, 1);
+      await waitUntil('chown', async () => (await ofType('file.owner_changed')).length === 1);
+      const chown = (await ofType('file.owner_changed'))[0]!;
+      expect(chown.attributes).toMatchObject({ before: { uid: 0 }, after: { uid: 1, gid: 1 } });
+    }
+
+    rmSync(join(tree, 'sub/deep/c.conf'));
+    await waitUntil('deleted', async () => (await ofType('file.deleted')).length === 1);
+    expect((await ofType('file.deleted'))[0]!.attributes).toMatchObject({
+      before: { sha256: sha('gamma\n') },
+    });
+
+    renameSync(join(tree, 'sub/b.conf'), join(tree, 'sub/b2.conf'));
+    await waitUntil('rename', async () => (await ofType('file.deleted')).length === 2);
+    await waitUntil('rename target', async () => (await ofType('file.created')).length === 2);
+    const created = (await ofType('file.created')).map((e) => e.resource?.name);
+    expect(created).toContain(join(tree, 'sub/b2.conf'));
+
+    // ignored paths never produce events
+    writeFileSync(join(tree, 'other.swp'), 'x');
+    writeFileSync(join(tree, 'cache/y'), 'x');
+    await new Promise((r) => setTimeout(r, 300));
+    await f.idle();
+    const names = (await fileEvents()).map((e) => e.resource?.name ?? '');
+    expect(names.some((n) => n.endsWith('.swp') || n.includes('/cache/'))).toBe(false);
+    expect(f.baselineSize).toBe(3); // a, new, b2
+  });
+
+  it('reports changes made while stopped, and does not re-alert after a restart', async () => {
+    const f = await run();
+    await f.stop();
+    fim = null;
+    await kit.reopen();
+
+    writeFileSync(join(tree, 'a.conf'), 'tampered\n');
+    chmodSync(join(tree, 'sub/b.conf'), 0o666);
+    rmSync(join(tree, 'sub/deep/c.conf'));
+    writeFileSync(join(tree, 'dropped.sh'), '#!/bin/sh\n');
+
+    await run();
+    await fim!.idle();
+    const byType = (await fileEvents()).map((e) => [e.type, e.resource?.name, e.attributes?.detected]);
+    expect(byType).toEqual(
+      expect.arrayContaining([
+        ['file.modified', join(tree, 'a.conf'), 'scan'],
+        ['file.permissions_changed', join(tree, 'sub/b.conf'), 'scan'],
+        ['file.deleted', join(tree, 'sub/deep/c.conf'), 'scan'],
+        ['file.created', join(tree, 'dropped.sh'), 'scan'],
+      ]),
+    );
+    expect(byType).toHaveLength(4);
+
+    // A restart with nothing changed seals nothing new.
+    await fim!.stop();
+    fim = null;
+    await kit.reopen();
+    const before = (await kit.events()).length;
+    await run();
+    await fim!.idle();
+    expect((await kit.events()).length).toBe(before);
+  });
+
+  it('does not descend when recursive is false', async () => {
+    const f = await run({ recursive: false });
+    expect(f.baselineSize).toBe(1); // a.conf only
+  });
+
+  it('records files over max_file_bytes without hashing them', async () => {
+    writeFileSync(join(tree, 'big.bin'), Buffer.alloc(4096, 1));
+    await run({ max_file_bytes: 1024 });
+    const e = await kit.journal.getState<{ h: string | null; x?: string }>('fim/etc', join(tree, 'big.bin'));
+    expect(e).toMatchObject({ h: null, x: 'too_large' });
+  });
+
+  it('applies redaction to its events', async () => {
+    await kit.close();
+    kit = await makeKit({ redact: [{ field: 'resource.name', action: 'mask', with: '[path]' }] });
+    tree = join(kit.dir, 'tree');
+    mkdirSync(tree, { recursive: true });
+    await run();
+    writeFileSync(join(tree, 'n'), 'x');
+    await waitUntil('created', async () => (await ofType('file.created')).length === 1);
+    expect((await ofType('file.created'))[0]!.resource?.name).toBe('[path]');
+  });
+});
+
+describe('hashing', () => {
+  it('hashes in worker threads and skips what is not a regular file', async () => {
+    const kit = await makeKit();
+    const p = join(kit.dir, 'f');
+    writeFileSync(p, 'content');
+    const pool = new HashPool(2, { maxBytes: 1 << 20, follow: false });
+    expect(await pool.hash(p)).toEqual({ ok: true, sha256: sha('content'), bytes: 7 });
+    expect(await pool.hash(kit.dir)).toMatchObject({ ok: false, reason: 'not_a_file' });
+    expect(await pool.hash(join(kit.dir, 'missing'))).toMatchObject({
+      ok: false,
+      reason: 'error',
+      detail: 'ENOENT',
+    });
+    await pool.close();
+    await kit.close();
+  });
+
+  it('rate-limits bytes per second', async () => {
+    const limiter = new ByteRateLimiter(100_000);
+    const t0 = performance.now();
+    for (let i = 0; i < 4; i++) await limiter.take(50_000); // 200 kB at 100 kB/s with a 100 kB burst
+    const ms = performance.now() - t0;
+    expect(ms).toBeGreaterThanOrEqual(900);
+    expect(ms).toBeLessThan(3000);
+  });
+});
+
+export type { AuditEvent };

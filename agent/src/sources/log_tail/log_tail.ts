@@ -1,0 +1,645 @@
+/**
+ * `log_tail`: follows files named by paths or globs and turns each line into an
+ * event (through a parser), committing the events and the read offsets in one
+ * journal batch.
+ *
+ * A file is identified by (device, inode) plus a fingerprint: SHA-256 of its first
+ * `fingerprint_bytes` bytes (of fewer while the file is shorter). Position (journal
+ * positions, under the source's name):
+ *   { version: 1, files: { "<dev>:<ino>": { path, offset, fp, fp_len } } }
+ * where `offset` is the first byte not yet sealed: the start of a partial last line,
+ * or of an audit group still being assembled, is never passed.
+ *
+ * Rotation:
+ *   - by rename: the open descriptor keeps reading the old file to its end (for
+ *     `rotate_wait` after its last data), the new file at the path is a new inode,
+ *     read from its beginning; nothing is lost or read twice. A file renamed while
+ *     the agent was stopped is found again by inode in its directory and drained.
+ *   - by copytruncate: the file shrinks below the offset, or its fingerprint
+ *     changes: it is read again from 0 (sealed as `log.file.truncated`). Lines
+ *     written before the copy but not yet read exist only in the copy: when the
+ *     include patterns match the copy (`app.log*`), it is recognised by its
+ *     fingerprint and read from the offset the original had been read to, so the
+ *     only loss is what was written between the copy and the truncate, which no
+ *     tailer can see. A copy is never read while its original is not truncated.
+ *   - inode reuse: same (dev, ino) with another fingerprint is a new file.
+ */
+import { createHash } from 'node:crypto';
+import { type FileHandle, glob, open, readdir, stat } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
+import picomatch from 'picomatch';
+import { type EventDraft, EventEncoder } from '../common/emit.js';
+import { counter } from '../common/metrics.js';
+import type { Source, SourceFactory, SourceSettings } from '../source.js';
+import { type LogTailConfig, logTailConfigSchema, type ParserConfig } from './config.js';
+import { linuxAuditParser } from './parsers/linux_audit.js';
+import { linuxAuthParser } from './parsers/linux_auth.js';
+import { jsonParser, regexParser } from './parsers/mapping.js';
+import { type LineContext, lineParser, logLine, type Parser } from './parsers/parser.js';
+
+export interface FilePosition {
+  path: string;
+  offset: number;
+  fp: string;
+  fp_len: number;
+}
+
+export interface TailPosition {
+  version: 1;
+  files: Record<string, FilePosition>;
+}
+
+/** How long an audit group may wait for its last record once the file is idle. */
+const GROUP_WAIT_MS = 500;
+
+export function createParser(cfg: ParserConfig): Parser {
+  switch (cfg.type) {
+    case 'none':
+      return lineParser(() => null);
+    case 'linux_auth':
+      return linuxAuthParser();
+    case 'linux_audit':
+      return linuxAuditParser();
+    case 'json':
+      return jsonParser(cfg);
+    case 'regex':
+      return regexParser(cfg);
+  }
+}
+
+class Tailed {
+  /** Next byte to read. */
+  pos: number;
+  /** Bytes of an incomplete last line (start at pos - pending.length). */
+  pending: Buffer = Buffer.alloc(0);
+  /** Discarding the rest of an over-long line until its newline. */
+  skipping = false;
+  /** No longer at a path the include patterns match (renamed away or deleted). */
+  rotated = false;
+  lastData = Date.now();
+  parser: Parser;
+
+  /** The file's first bytes as this tailer read them (up to `fingerprint_bytes`), and their SHA-256. */
+  head: Buffer = Buffer.alloc(0);
+  fp = '';
+
+  constructor(
+    readonly key: string,
+    public path: string,
+    readonly fh: FileHandle,
+    offset: number,
+    head: Buffer,
+    parserConfig: ParserConfig,
+  ) {
+    this.pos = offset;
+    this.setHead(head);
+    this.parser = createParser(parserConfig);
+  }
+
+  get fpLen(): number {
+    return this.head.length;
+  }
+
+  setHead(head: Buffer): void {
+    this.head = Buffer.from(head);
+    this.fp = sha256(head);
+  }
+
+  /** First byte not yet sealed. */
+  committed(): number {
+    const held = this.parser.held();
+    const lineStart = this.pos - this.pending.length;
+    return held === undefined ? lineStart : Math.min(held, lineStart);
+  }
+}
+
+function sha256(b: Buffer): string {
+  return createHash('sha256').update(b).digest('hex');
+}
+
+/** Up to `len` bytes from the start of the file (fewer when it is shorter). */
+async function readHead(fh: FileHandle, len: number): Promise<Buffer> {
+  if (len === 0) return Buffer.alloc(0);
+  const buf = Buffer.alloc(len);
+  const { bytesRead } = await fh.read(buf, 0, len, 0);
+  return buf.subarray(0, bytesRead);
+}
+
+/** The file still starts with the bytes this tailer read there. */
+async function sameHead(t: Tailed): Promise<boolean> {
+  if (t.fpLen === 0) return true;
+  const h = await readHead(t.fh, t.fpLen);
+  return h.length === t.fpLen && h.equals(t.head);
+}
+
+function hasGlob(p: string): boolean {
+  return /[*?[\]{}]/.test(p);
+}
+
+export class LogTail implements Source {
+  private readonly encoder: EventEncoder;
+  private readonly files = new Map<string, Tailed>();
+  /** (dev:ino) of copies skipped by fingerprint, with the fingerprint they had. */
+  /**
+   * Copies of a file being read (same full-length fingerprint, another inode): held, unread,
+   * until the original is truncated (copytruncate), then read from where the original stopped.
+   * A copy whose original is never truncated (a backup) is never read: no duplicates.
+   */
+  private readonly pendingCopies = new Map<string, { path: string; fp: string }>();
+  /** Fingerprint of content that was truncated away → the line offset it had been read to. */
+  private readonly pastFingerprints = new Map<string, number>();
+  private readonly abort = new AbortController();
+  private loop: Promise<void> | null = null;
+  private stopping: Promise<void> | null = null;
+  private lastGlob = 0;
+  private firstRun = true;
+  private firstDiscovery = true;
+  private restored: Record<string, FilePosition> = {};
+  private readonly excluded: (p: string) => boolean;
+  private readonly buf: Buffer;
+  private readonly lines;
+  private readonly truncations;
+  private readonly errors;
+  private readonly log: SourceSettings['log'];
+  private wake: (() => void) | null = null;
+
+  constructor(
+    private readonly settings: SourceSettings,
+    private readonly config: LogTailConfig,
+  ) {
+    this.encoder = new EventEncoder(settings, 'log_tail', config.name, config.redact);
+    const ex = config.exclude.map((p) => picomatch(p, { dot: true, basename: !p.includes('/') }));
+    this.excluded = (p) => ex.some((m) => m(p));
+    this.buf = Buffer.allocUnsafe(config.read_chunk_bytes);
+    this.log = settings.log;
+    this.lines = counter(settings.registry, {
+      name: 'sealtrail_log_tail_lines_total',
+      help: 'Lines read by log_tail sources',
+      labelNames: ['source'],
+    });
+    this.truncations = counter(settings.registry, {
+      name: 'sealtrail_log_tail_truncations_total',
+      help: 'Files found truncated (copytruncate rotation or an emptied log)',
+      labelNames: ['source'],
+    });
+    this.errors = counter(settings.registry, {
+      name: 'sealtrail_log_tail_errors_total',
+      help: 'log_tail errors, by stage',
+      labelNames: ['source', 'stage'],
+    });
+  }
+
+  get name(): string {
+    return this.config.name;
+  }
+
+  /** Files being tailed: path → committed offset (tests, status). */
+  snapshot(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const t of this.files.values()) out[t.path] = t.committed();
+    return out;
+  }
+
+  async start(): Promise<void> {
+    const pos = await this.settings.journal.position<TailPosition>(this.config.name);
+    if (pos?.version === 1) {
+      this.firstRun = false;
+      this.restored = { ...pos.files };
+    }
+    this.loop = this.run().catch((err) => {
+      if (!this.abort.signal.aborted) this.log.error({ err }, 'log_tail stopped on an error');
+    });
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((r) => {
+      const t = setTimeout(done, ms);
+      const signal = this.abort.signal;
+      function done() {
+        clearTimeout(t);
+        signal.removeEventListener('abort', done);
+        r();
+      }
+      this.wake = done;
+      signal.addEventListener('abort', done, { once: true });
+    });
+  }
+
+  private async run(): Promise<void> {
+    const signal = this.abort.signal;
+    while (!signal.aborted) {
+      try {
+        if (Date.now() - this.lastGlob >= this.config.glob_interval || this.firstDiscovery) {
+          this.lastGlob = Date.now();
+          const first = this.firstDiscovery;
+          await this.discover();
+          // Where each file starts is durable before any line is read: a restart does not skip lines.
+          if (first) await this.commit([], new Date());
+        }
+        let busy = false;
+        if (!this.settings.overHighWater()) {
+          for (const t of [...this.files.values()]) {
+            if (signal.aborted) break;
+            busy = (await this.readFile(t)) || busy;
+          }
+        }
+        if (busy) continue;
+      } catch (err) {
+        if (signal.aborted) break;
+        this.errors.inc({ source: this.config.name, stage: 'poll' });
+        this.log.warn({ err }, 'log_tail poll failed');
+      }
+      await this.sleep(this.config.poll_interval);
+    }
+  }
+
+  /** Per pattern whose wildcards are all in its last segment: the directory's mtime and what it matched. */
+  private readonly globCache = new Map<string, { mtimeMs: number; ctimeMs: number; matches: string[] }>();
+
+  private async expand(): Promise<Set<string>> {
+    const out = new Set<string>();
+    for (const pattern of this.config.include) {
+      if (!hasGlob(pattern)) {
+        out.add(resolve(pattern));
+        continue;
+      }
+      const abs = resolve(pattern);
+      const dir = dirname(abs);
+      // A directory whose mtime did not move has the same entries: skip the glob walk (idle CPU).
+      let dirStat: { mtimeMs: number; ctimeMs: number } | null = null;
+      if (!hasGlob(dir)) {
+        try {
+          dirStat = await stat(dir);
+        } catch {
+          this.globCache.delete(pattern);
+          continue;
+        }
+        const cached = this.globCache.get(pattern);
+        if (cached && cached.mtimeMs === dirStat.mtimeMs && cached.ctimeMs === dirStat.ctimeMs) {
+          for (const m of cached.matches) out.add(m);
+          continue;
+        }
+      }
+      const matches: string[] = [];
+      try {
+        for await (const p of glob(pattern)) matches.push(resolve(p));
+      } catch {
+        this.errors.inc({ source: this.config.name, stage: 'glob' });
+      }
+      if (dirStat)
+        this.globCache.set(pattern, { mtimeMs: dirStat.mtimeMs, ctimeMs: dirStat.ctimeMs, matches });
+      for (const m of matches) out.add(m);
+    }
+    for (const p of out) if (this.excluded(p)) out.delete(p);
+    return out;
+  }
+
+  /** Finds new files and files rotated away; opens, resumes or marks them. */
+  private async discover(): Promise<void> {
+    const first = this.firstDiscovery;
+    this.firstDiscovery = false;
+    const paths = await this.expand();
+    const found: { path: string; key: string; size: number }[] = [];
+    for (const path of paths) {
+      try {
+        const st = await stat(path);
+        if (st.isFile()) found.push({ path, key: `${st.dev}:${st.ino}`, size: st.size });
+      } catch {}
+    }
+    const live = new Set(found.map((f) => f.key));
+    // Files rotated away while stopped are older than what is at the paths now: drained first.
+    if (first) await this.recoverRotated(live);
+    for (const { path, key, size } of found) {
+      const known = this.files.get(key);
+      if (known) {
+        known.path = path;
+        known.rotated = false;
+        continue;
+      }
+      if (this.files.size >= this.config.max_open_files) {
+        this.errors.inc({ source: this.config.name, stage: 'too_many_files' });
+        continue;
+      }
+      await this.openNew(path, key, size, first);
+    }
+    for (const t of this.files.values()) if (!live.has(t.key)) t.rotated = true;
+    this.restored = {};
+    for (const key of this.pendingCopies.keys()) if (!live.has(key)) this.pendingCopies.delete(key);
+  }
+
+  private async openNew(path: string, key: string, size: number, first: boolean): Promise<void> {
+    if (this.pendingCopies.has(key)) return;
+    let fh: FileHandle;
+    try {
+      fh = await open(path, 'r');
+    } catch (err) {
+      this.errors.inc({ source: this.config.name, stage: 'open' });
+      this.log.warn({ err, path }, 'cannot open log file');
+      return;
+    }
+    const fpBytes = this.config.fingerprint_bytes;
+    const saved = this.restored[key];
+    if (saved) {
+      delete this.restored[key];
+      const head = await readHead(fh, saved.fp_len);
+      if (head.length === saved.fp_len && sha256(head) === saved.fp && saved.offset <= size) {
+        this.files.set(key, new Tailed(key, path, fh, saved.offset, head, this.config.parser));
+        return;
+      }
+      // Same inode, other content: the inode was reused or the file truncated while stopped.
+    }
+    const head = await readHead(fh, fpBytes);
+    const fp = sha256(head);
+    const len = head.length;
+    if (len >= fpBytes) {
+      const readTo = this.pastFingerprints.get(fp);
+      if (readTo !== undefined) {
+        // The copy of content truncated away: its lines up to `readTo` were sealed from the original.
+        this.files.set(key, new Tailed(key, path, fh, Math.min(readTo, size), head, this.config.parser));
+        return;
+      }
+      for (const t of this.files.values()) {
+        if (t.fpLen === len && t.fp === fp) {
+          this.pendingCopies.set(key, { path, fp });
+          await fh.close();
+          return;
+        }
+      }
+    }
+    const offset = first && this.firstRun && this.config.start_at === 'end' ? size : 0;
+    this.files.set(key, new Tailed(key, path, fh, offset, head, this.config.parser));
+  }
+
+  /** Files in the saved position that the patterns no longer match: renamed while stopped. */
+  private async recoverRotated(live: Set<string>): Promise<void> {
+    for (const [key, saved] of Object.entries(this.restored)) {
+      if (live.has(key)) continue;
+      const dir = dirname(saved.path);
+      let names: string[];
+      try {
+        names = await readdir(dir);
+      } catch {
+        continue;
+      }
+      for (const name of names) {
+        const path = join(dir, name);
+        let st: Awaited<ReturnType<typeof stat>>;
+        try {
+          st = await stat(path);
+        } catch {
+          continue;
+        }
+        if (`${st.dev}:${st.ino}` !== key || !st.isFile()) continue;
+        await this.openNew(path, key, st.size, false);
+        const t = this.files.get(key);
+        if (t) {
+          t.rotated = true;
+          this.log.info(
+            { path, was: basename(saved.path) },
+            'draining a file rotated while the agent was stopped',
+          );
+        }
+        break;
+      }
+    }
+  }
+
+  private positions(): TailPosition {
+    const files: Record<string, FilePosition> = {};
+    for (const t of this.files.values()) {
+      files[t.key] = { path: t.path, offset: t.committed(), fp: t.fp, fp_len: t.fpLen };
+    }
+    return { version: 1, files };
+  }
+
+  /** Journal appends in flight: the next chunk is parsed while the last one is being written. */
+  private inflight: Promise<unknown>[] = [];
+
+  /**
+   * Seals events with the positions as they stand now. Resolves once at most one earlier
+   * batch is still being written (appends are applied in order, so a later position never
+   * lands before the events it covers); `flushCommits()` waits for all of them.
+   */
+  private async commit(drafts: EventDraft[], now: Date): Promise<void> {
+    const events = drafts.map((d) => this.encoder.encode(d, now));
+    const p = this.settings.journal.append({ events, positions: { [this.config.name]: this.positions() } });
+    this.inflight.push(p);
+    p.then(
+      () => this.inflight.splice(this.inflight.indexOf(p), 1),
+      () => {},
+    );
+    if (this.inflight.length > 1) await this.inflight[0];
+  }
+
+  private async flushCommits(): Promise<void> {
+    await Promise.all(this.inflight);
+  }
+
+  /** Reads what is new in one file; true when it read a full chunk (more may be waiting). */
+  private async readFile(t: Tailed): Promise<boolean> {
+    let size: number;
+    try {
+      size = (await t.fh.stat()).size;
+    } catch (err) {
+      this.errors.inc({ source: this.config.name, stage: 'stat' });
+      this.log.warn({ err, path: t.path }, 'cannot stat log file');
+      return false;
+    }
+    const now = new Date();
+    if (size < t.pos || (await this.rewritten(t, size))) {
+      await this.truncated(t, size, now);
+      return true;
+    }
+    if (size === t.pos) {
+      const idleFor = Date.now() - t.lastData;
+      const held = t.parser.flush(now, GROUP_WAIT_MS);
+      if (t.rotated && idleFor >= this.config.rotate_wait) {
+        await this.close(t, [...held, ...this.finalPartial(t, now)], now);
+      } else if (held.length > 0) await this.commit(held, now);
+      return false;
+    }
+    const want = Math.min(this.buf.length, size - t.pos);
+    const { bytesRead } = await t.fh.read(this.buf, 0, want, t.pos);
+    if (bytesRead === 0) return false;
+    // Checked again after the read: a truncate-and-rewrite between the check above and the
+    // read would otherwise hand us new content at an old offset (misread, then read twice).
+    if (!(await sameHead(t))) {
+      await this.truncated(t, (await t.fh.stat()).size, now);
+      return true;
+    }
+    t.lastData = Date.now();
+    const start = t.pos;
+    const chunk = this.buf.subarray(0, bytesRead);
+    const fpBytes = this.config.fingerprint_bytes;
+    if (t.fpLen < fpBytes && start <= t.fpLen && start + bytesRead > t.fpLen) {
+      // The fingerprint grows from the bytes read, never from a second look at the file.
+      t.setHead(Buffer.concat([t.head.subarray(0, start), chunk.subarray(0, fpBytes - start)]));
+    }
+    const undo = { pos: t.pos, pending: t.pending, skipping: t.skipping };
+    const drafts = this.split(t, chunk, now);
+    try {
+      await this.commit(drafts, now);
+    } catch (err) {
+      // Not durable: read the same bytes again next time (the journal refuses appends after a failed write).
+      Object.assign(t, undo);
+      throw err;
+    }
+    return bytesRead === this.buf.length;
+  }
+
+  /** The first bytes no longer match the fingerprint: rewritten in place (truncated, then grown past the offset). */
+  private async rewritten(t: Tailed, size: number): Promise<boolean> {
+    if (size === t.pos) return false;
+    return !(await sameHead(t));
+  }
+
+  private async truncated(t: Tailed, size: number, now: Date): Promise<void> {
+    this.truncations.inc({ source: this.config.name });
+    const drafts = t.parser.flush(now, 0);
+    // A partial last line is not emitted: a copytruncate copy holds it whole and is read from its start.
+    const at = t.pos - t.pending.length;
+    const oldFp = t.fp;
+    const hadFullFp = t.fpLen === this.config.fingerprint_bytes;
+    if (hadFullFp) {
+      if (this.pastFingerprints.size >= 1024) this.pastFingerprints.clear();
+      this.pastFingerprints.set(oldFp, at);
+    }
+    t.pos = 0;
+    t.pending = Buffer.alloc(0);
+    t.skipping = false;
+    // Nothing of the new content is read yet: its fingerprint grows from the first read.
+    t.setHead(Buffer.alloc(0));
+    drafts.push({
+      category: 'system',
+      type: 'log.file.truncated',
+      action: 'truncate',
+      outcome: 'success',
+      severity: 'low',
+      resource: { kind: 'file', name: t.path },
+      message: `${t.path} was truncated (at offset ${at}, now ${size} bytes); reading it again from the start`,
+      attributes: { file: t.path, offset_before: at, size_after: size },
+    });
+    await this.commit(drafts, now);
+    if (!hadFullFp) return;
+    for (const [key, copy] of this.pendingCopies) {
+      if (copy.fp !== oldFp) continue;
+      this.pendingCopies.delete(key);
+      let st: Awaited<ReturnType<typeof stat>>;
+      try {
+        st = await stat(copy.path);
+      } catch {
+        continue;
+      }
+      if (`${st.dev}:${st.ino}` === key) await this.openNew(copy.path, key, st.size, false);
+    }
+  }
+
+  /** An incomplete last line of a file that will not grow again: kept, marked partial. */
+  private finalPartial(t: Tailed, now: Date): EventDraft[] {
+    if (t.pending.length === 0 || t.skipping) return [];
+    const offset = t.pos - t.pending.length;
+    const line = t.pending.toString('utf8');
+    t.pending = Buffer.alloc(0);
+    return t.parser.push(line, { path: t.path, offset, now }).map((d) => ({
+      ...d,
+      attributes: { ...d.attributes, partial: true },
+    }));
+  }
+
+  private async close(t: Tailed, drafts: EventDraft[], now: Date): Promise<void> {
+    this.files.delete(t.key);
+    await this.commit(drafts, now);
+    await this.flushCommits();
+    await t.fh.close().catch(() => {});
+  }
+
+  /** Splits a chunk into lines (LF, CRLF), holding back a partial last line; parses complete ones. */
+  private split(t: Tailed, chunk: Buffer, now: Date): EventDraft[] {
+    const out: EventDraft[] = [];
+    const max = this.config.max_line_bytes;
+    let data = chunk;
+    let base = t.pos; // file offset of data[0]
+    if (t.pending.length > 0) {
+      base -= t.pending.length;
+      data = Buffer.concat([t.pending, chunk]);
+      t.pending = Buffer.alloc(0);
+    }
+    t.pos += chunk.length;
+    let start = 0;
+    let count = 0;
+    while (start < data.length) {
+      const nl = data.indexOf(10, start);
+      if (nl === -1) {
+        const rest = data.length - start;
+        if (t.skipping) break;
+        if (rest > max) {
+          // An over-long line with no end yet: keep its start, skip the rest until its newline.
+          out.push(
+            ...this.emitLine(t, data.subarray(start, start + max), base + start, now, { truncated: true }),
+          );
+          t.skipping = true;
+          count++;
+        } else t.pending = Buffer.from(data.subarray(start));
+        break;
+      }
+      if (t.skipping) {
+        t.skipping = false;
+        start = nl + 1;
+        continue;
+      }
+      let end = nl;
+      if (end > start && data[end - 1] === 13) end--;
+      const len = end - start;
+      if (len > max) {
+        out.push(
+          ...this.emitLine(t, data.subarray(start, start + max), base + start, now, {
+            truncated: true,
+            original_bytes: len,
+          }),
+        );
+      } else if (len > 0) out.push(...this.emitLine(t, data.subarray(start, end), base + start, now));
+      count++;
+      start = nl + 1;
+    }
+    this.lines.inc({ source: this.config.name }, count);
+    return out;
+  }
+
+  private emitLine(
+    t: Tailed,
+    bytes: Buffer,
+    offset: number,
+    now: Date,
+    extra?: Record<string, unknown>,
+  ): EventDraft[] {
+    const line = bytes.toString('utf8');
+    const ctx: LineContext = { path: t.path, offset, now };
+    let drafts: EventDraft[];
+    try {
+      drafts = t.parser.push(line, ctx);
+    } catch (err) {
+      this.errors.inc({ source: this.config.name, stage: 'parse' });
+      drafts = [logLine(line, ctx, { parse_error: (err as Error).message })];
+    }
+    if (extra) for (const d of drafts) d.attributes = { ...d.attributes, ...extra };
+    return drafts;
+  }
+
+  stop(): Promise<void> {
+    this.stopping ??= (async () => {
+      this.abort.abort();
+      this.wake?.();
+      await this.loop;
+      await this.flushCommits().catch(() => {});
+      for (const t of this.files.values()) await t.fh.close().catch(() => {});
+      this.files.clear();
+    })();
+    return this.stopping;
+  }
+}
+
+export const logTailSource: SourceFactory<LogTailConfig> = {
+  type: 'log_tail',
+  configSchema: logTailConfigSchema,
+  create: (settings, config) => new LogTail(settings, config),
+};

@@ -1,0 +1,61 @@
+/**
+ * The header rsyslog and syslog-ng put before a message in /var/log files:
+ *   RFC 3164:  `Mar  3 10:15:01 web1 sshd[1234]: message`           (local time, no year)
+ *   RFC 3339:  `2024-03-03T10:15:01.123456+00:00 web1 sshd[1234]: message`  (Debian 12+ default)
+ */
+export interface SyslogLine {
+  time: Date | undefined;
+  host: string;
+  program: string;
+  pid: string | undefined;
+  message: string;
+}
+
+const HEADER =
+  /^(?:([A-Z][a-z]{2}) +(\d{1,2}) (\d\d):(\d\d):(\d\d)|(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)?)) +(\S+) +([^\s[:]+)(?:\[(\d+)\])?: ?(.*)$/;
+const MONTHS: Record<string, number> = {
+  Jan: 0,
+  Feb: 1,
+  Mar: 2,
+  Apr: 3,
+  May: 4,
+  Jun: 5,
+  Jul: 6,
+  Aug: 7,
+  Sep: 8,
+  Oct: 9,
+  Nov: 10,
+  Dec: 11,
+};
+
+export function parseSyslog(line: string, now: Date): SyslogLine | null {
+  const m = HEADER.exec(line);
+  if (!m) return null;
+  let time: Date | undefined;
+  if (m[6]) {
+    const d = new Date(m[6]);
+    time = Number.isNaN(d.getTime()) ? undefined : d;
+  } else {
+    const month = MONTHS[m[1]!];
+    if (month !== undefined) {
+      // No year in RFC 3164: this year, unless that lands more than a day ahead (a December line read in January).
+      let d = new Date(now.getFullYear(), month, Number(m[2]), Number(m[3]), Number(m[4]), Number(m[5]));
+      if (d.getTime() > now.getTime() + 86_400_000) {
+        d = new Date(now.getFullYear() - 1, month, Number(m[2]), Number(m[3]), Number(m[4]), Number(m[5]));
+      }
+      time = d;
+    }
+  }
+  return { time, host: m[7]!, program: m[8]!, pid: m[9], message: m[10]! };
+}
+
+/** `key=value key2=value2` as PAM and shadow-utils write them (values may be empty). */
+export function keyValues(text: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const m of text.matchAll(/([A-Za-z_][\w-]*)=("[^"]*"|'[^']*'|[^\s,;]*)/g)) {
+    let v = m[2]!;
+    if ((v.startsWith('"') && v.endsWith('"')) || (v.startsWith("'") && v.endsWith("'"))) v = v.slice(1, -1);
+    out[m[1]!] = v;
+  }
+  return out;
+}

@@ -1,0 +1,267 @@
+#!/usr/bin/env node
+/**
+ * Source benchmarks (issue 5). Prints figures; asserts nothing about time.
+ *
+ *   node bench/sources.mjs            all of them (npm run build first; run with Node 24: npx node …)
+ *   node bench/sources.mjs fim 10000  one FIM initial scan of a fresh 10,000-file tree
+ *   node bench/sources.mjs tail 200000
+ *   node bench/sources.mjs idle 30    the agent with installers/config/agent.linux.yaml, 30 s idle window
+ *
+ * Each measurement runs in its own child process so that RSS is that measurement's.
+ * Targets (issue 5, 2-core machine): tail ≥ 100,000 lines/s parsed into the journal;
+ * FIM 100,000 files under 150 MB RSS; idle agent under 0.5 % of a core.
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const dist = (p) => join(ROOT, 'agent/dist', p);
+const mb = (kb) => `${(kb / 1024).toFixed(1)} MB`;
+
+async function fim(n) {
+  const { makeKit } = await import(dist('sources/common/testkit.js'));
+  const { FileIntegrity } = await import(dist('sources/file_integrity/file_integrity.js'));
+  const { fileIntegrityConfigSchema } = await import(dist('sources/file_integrity/config.js'));
+  const kit = await makeKit();
+  const tree = join(kit.dir, 'tree');
+  const perDir = 1000;
+  for (let d = 0; d < Math.ceil(n / perDir); d++) {
+    const dir = join(tree, `d${d}`);
+    mkdirSync(dir, { recursive: true });
+    for (let i = 0; i < perDir && d * perDir + i < n; i++)
+      writeFileSync(join(dir, `f${i}.conf`), `file ${d}/${i}\n`);
+  }
+  const rssBefore = process.memoryUsage().rss;
+  const source = new FileIntegrity(
+    kit.settings,
+    fileIntegrityConfigSchema.parse({ type: 'file_integrity', name: 'bench', paths: [tree] }),
+  );
+  const t0 = performance.now();
+  await source.start();
+  await source.ready;
+  const firstMs = performance.now() - t0;
+  const firstRss = process.resourceUsage().maxRSS;
+  await source.stop();
+  // The second start compares the tree with the stored baseline (what a restart does).
+  const again = new FileIntegrity(
+    kit.settings,
+    fileIntegrityConfigSchema.parse({ type: 'file_integrity', name: 'bench', paths: [tree] }),
+  );
+  const t1 = performance.now();
+  await again.start();
+  await again.ready;
+  await again.idle();
+  const rescanMs = performance.now() - t1;
+  await again.stop();
+  await kit.close();
+  return {
+    bench: 'fim_initial_scan',
+    files: n,
+    baseline_seconds: +(firstMs / 1000).toFixed(2),
+    files_per_second: Math.round(n / (firstMs / 1000)),
+    restart_compare_seconds: +(rescanMs / 1000).toFixed(2),
+    peak_rss: mb(process.resourceUsage().maxRSS),
+    peak_rss_after_baseline: mb(firstRss),
+    rss_before_start: mb(rssBefore / 1024),
+  };
+}
+
+async function tail(n) {
+  const { makeKit } = await import(dist('sources/common/testkit.js'));
+  const { LogTail } = await import(dist('sources/log_tail/log_tail.js'));
+  const { logTailConfigSchema } = await import(dist('sources/log_tail/config.js'));
+  const kit = await makeKit();
+  const sample = readFileSync(join(ROOT, 'agent/src/sources/log_tail/testdata/auth.log'), 'utf8')
+    .split('\n')
+    .filter(Boolean);
+  const file = join(kit.dir, 'auth.log');
+  let text = '';
+  for (let i = 0; i < n; i++) {
+    text += `${sample[i % sample.length]}\n`;
+    if (text.length > 1 << 20) {
+      appendFileSync(file, text);
+      text = '';
+    }
+  }
+  appendFileSync(file, text);
+  const bytes = readFileSync(file).length;
+  const source = new LogTail(
+    kit.settings,
+    logTailConfigSchema.parse({
+      type: 'log_tail',
+      name: 'auth',
+      include: [file],
+      start_at: 'beginning',
+      parser: 'linux_auth',
+      poll_interval: '10ms',
+    }),
+  );
+  const t0 = performance.now();
+  await source.start();
+  while (Number(kit.journal.head?.seq ?? 0n) < n) await new Promise((r) => setTimeout(r, 5));
+  const ms = performance.now() - t0;
+  await source.stop();
+  await kit.close();
+  return {
+    bench: 'log_tail_linux_auth',
+    lines: n,
+    seconds: +(ms / 1000).toFixed(2),
+    lines_per_second: Math.round(n / (ms / 1000)),
+    mb_per_second: +(bytes / 1e6 / (ms / 1000)).toFixed(1),
+    peak_rss: mb(process.resourceUsage().maxRSS),
+  };
+}
+
+function freePort() {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+function procStat(pid) {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = f.slice(f.lastIndexOf(')') + 2).split(' ');
+  const ticks = Number(fields[11]) + Number(fields[12]); // utime + stime
+  const rssKb = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
+  return { ticks, rssKb };
+}
+
+async function idle(windowSec) {
+  const dir = mkdtempSync(join(tmpdir(), 'sealtrail-bench-idle-'));
+  const port = await freePort();
+  const collectorPort = await freePort();
+  const collectorHttp = await freePort();
+  // A real collector, so the agent idles as it would in service (connected, checkpointing).
+  writeFileSync(
+    join(dir, 'collector.yaml'),
+    `collector:\n  data_dir: ${join(dir, 'collector')}\n  log_level: warn\ngrpc:\n  listen: 127.0.0.1:${collectorPort}\n  insecure: true\nhttp:\n  listen: 127.0.0.1:${collectorHttp}\nexporters:\n  - type: file\n    name: archive\n    path: ${join(dir, 'export.jsonl')}\n`,
+  );
+  const collector = spawn(
+    process.execPath,
+    [join(ROOT, 'collector/bin/sealtrail-collector.js'), 'run', '--config', join(dir, 'collector.yaml')],
+    { stdio: 'ignore' },
+  );
+  for (let i = 0; i < 200; i++) {
+    try {
+      if ((await fetch(`http://127.0.0.1:${collectorHttp}/healthz`)).ok) break;
+    } catch {}
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  // SEALTRAIL_BENCH_IDLE_CONFIG: another config in the sample's shape (e.g. only http_ingest, for a baseline).
+  const configFile =
+    process.env.SEALTRAIL_BENCH_IDLE_CONFIG ?? join(ROOT, 'installers/config/agent.linux.yaml');
+  const sample = readFileSync(configFile, 'utf8')
+    .replace('/var/lib/sealtrail/agent', join(dir, 'data'))
+    .replace('127.0.0.1:7780', `127.0.0.1:${port}`)
+    .replace('log_level: info', 'log_level: warn')
+    // the sample's own ${ENV:-default} text, not a template
+    .replace(['$', '{SEALTRAIL_COLLECTOR:-127.0.0.1:7701}'].join(''), `127.0.0.1:${collectorPort}`);
+  const config = join(dir, 'agent.yaml');
+  writeFileSync(config, sample);
+  const child = spawn(
+    process.execPath,
+    [join(ROOT, 'agent/bin/sealtrail-agent.js'), 'run', '--config', config],
+    {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    },
+  );
+  let stderr = '';
+  child.stderr.on('data', (d) => {
+    stderr = (stderr + d).slice(-4000);
+  });
+  const hz = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
+  // Wait for start-up work (the FIM baseline of /etc and /usr/bin, the first inventory) to end:
+  // two consecutive seconds under 2 % of a core, at most 180 s.
+  const started = Date.now();
+  let prev = procStat(child.pid);
+  let quiet = 0;
+  while (Date.now() - started < 180_000 && quiet < 2) {
+    await new Promise((r) => setTimeout(r, 1000));
+    if (child.exitCode !== null) throw new Error(`agent exited: ${stderr}`);
+    const cur = procStat(child.pid);
+    quiet = (cur.ticks - prev.ticks) / hz < 0.02 ? quiet + 1 : 0;
+    prev = cur;
+  }
+  const settleSec = (Date.now() - started) / 1000;
+  const a = procStat(child.pid);
+  const t0 = Date.now();
+  await new Promise((r) => setTimeout(r, windowSec * 1000));
+  const b = procStat(child.pid);
+  const secs = (Date.now() - t0) / 1000;
+  const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  child.kill('SIGTERM');
+  await new Promise((r) => child.once('exit', r));
+  collector.kill('SIGTERM');
+  await new Promise((r) => collector.once('exit', r));
+  rmSync(dir, { recursive: true, force: true });
+  const baseline = /sealtrail_fim_baseline_files\{[^}]*\} (\d+)/.exec(metrics)?.[1];
+  return {
+    bench: process.env.SEALTRAIL_BENCH_IDLE_CONFIG
+      ? 'agent_idle_custom_config'
+      : 'agent_idle_sample_linux_config',
+    collector: 'connected',
+    startup_work_seconds: +settleSec.toFixed(1),
+    fim_baseline_files: baseline ? Number(baseline) : null,
+    window_seconds: +secs.toFixed(1),
+    cpu_percent_of_one_core: +(((b.ticks - a.ticks) / hz / secs) * 100).toFixed(3),
+    rss: mb(b.rssKb),
+  };
+}
+
+async function child(args) {
+  return new Promise((resolve, reject) => {
+    const c = spawn(process.execPath, [fileURLToPath(import.meta.url), ...args], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let out = '';
+    c.stdout.on('data', (d) => {
+      out += d;
+    });
+    c.on('exit', (code) =>
+      code === 0
+        ? resolve(JSON.parse(out.trim().split('\n').at(-1)))
+        : reject(new Error(`${args} exited ${code}`)),
+    );
+  });
+}
+
+const [what, arg] = process.argv.slice(2);
+if (what === 'fim') console.log(JSON.stringify(await fim(Number(arg ?? 10_000))));
+else if (what === 'tail') console.log(JSON.stringify(await tail(Number(arg ?? 200_000))));
+else if (what === 'idle') console.log(JSON.stringify(await idle(Number(arg ?? 30))));
+else {
+  if (!process.version.startsWith('v24'))
+    console.error(
+      `note: running on Node ${process.version}; the project pins Node 24 (npx node bench/sources.mjs)`,
+    );
+  console.log(
+    `sealtrail source benchmarks — ${process.version}, ${(await import('node:os')).cpus().length} cores, load ${(
+      await import('node:os')
+    )
+      .loadavg()
+      .map((l) => l.toFixed(2))
+      .join(' ')}`,
+  );
+  const results = [];
+  for (const args of [
+    ['fim', '10000'],
+    ['fim', '100000'],
+    ['tail', '200000'],
+    ['idle', '30'],
+  ]) {
+    const r = await child(args);
+    results.push(r);
+    console.log(JSON.stringify(r));
+  }
+  console.log(
+    '\ntargets (issue 5): tail ≥ 100,000 lines/s; FIM 100,000 files < 150 MB RSS; idle < 0.5 % of a core',
+  );
+}
