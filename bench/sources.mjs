@@ -155,6 +155,7 @@ async function idle(windowSec) {
     } catch {}
     await new Promise((r) => setTimeout(r, 100));
   }
+  // The bench collector is plaintext on loopback, so the sample (TLS) is switched to insecure.
   // SEALTRAIL_BENCH_IDLE_CONFIG: another config in the sample's shape (e.g. only http_ingest, for a baseline).
   const configFile =
     process.env.SEALTRAIL_BENCH_IDLE_CONFIG ?? join(ROOT, 'installers/config/agent.linux.yaml');
@@ -163,7 +164,10 @@ async function idle(windowSec) {
     .replace('127.0.0.1:7780', `127.0.0.1:${port}`)
     .replace('log_level: info', 'log_level: warn')
     // the sample's own ${ENV:-default} text, not a template
-    .replace(['$', '{SEALTRAIL_COLLECTOR:-127.0.0.1:7701}'].join(''), `127.0.0.1:${collectorPort}`);
+    .replace(
+      ['$', '{SEALTRAIL_COLLECTOR:-127.0.0.1:7701}'].join(''),
+      `127.0.0.1:${collectorPort}\n  insecure: true`,
+    );
   const config = join(dir, 'agent.yaml');
   writeFileSync(config, sample);
   const child = spawn(
