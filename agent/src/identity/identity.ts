@@ -4,9 +4,10 @@
  * temp → fsync → rename, so a crash never leaves a half-written key.
  */
 import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject, sign } from 'node:crypto';
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { challengeMessage } from '@sealtrail/chain';
+import { writeFileAtomic } from '@sealtrail/config';
 import { SealtrailError } from '@sealtrail/errors';
 
 export interface AgentIdentity {
@@ -23,26 +24,6 @@ export function signChallenge(id: AgentIdentity, nonce: Uint8Array): Buffer {
 export function rawPublicKey(key: KeyObject): Buffer {
   const jwk = key.export({ format: 'jwk' });
   return Buffer.from(jwk.x!, 'base64url');
-}
-
-/** Writes a file so that readers see the old content or the new, never a mix. */
-export function writeFileAtomic(path: string, data: string | Buffer, mode = 0o600): void {
-  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-  const tmp = `${path}.tmp-${process.pid}`;
-  const fd = openSync(tmp, 'w', mode);
-  try {
-    writeSync(fd, typeof data === 'string' ? Buffer.from(data) : data);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(tmp, path);
-  const dfd = openSync(dirname(path), 'r');
-  try {
-    fsyncSync(dfd);
-  } finally {
-    closeSync(dfd);
-  }
 }
 
 export function loadOrCreateIdentity(dataDir: string): AgentIdentity {
@@ -73,3 +54,5 @@ export function loadOrCreateIdentity(dataDir: string): AgentIdentity {
   const privateKey = createPrivateKey(pem);
   return { agentId: meta.agent_id, privateKey, publicKey: rawPublicKey(createPublicKey(privateKey)) };
 }
+
+export { writeFileAtomic };

@@ -5,10 +5,11 @@
  * 0600, temp → fsync → rename; existing files are never overwritten.
  */
 import { randomBytes, webcrypto, X509Certificate } from 'node:crypto';
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, renameSync, writeSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import * as x509 from '@peculiar/x509';
+import { writeFileAtomic } from '@sealtrail/config';
 import { SealtrailError } from '@sealtrail/errors';
 import { hashApiKey } from '../api/auth.js';
 
@@ -37,25 +38,6 @@ export function pkiPaths(dir: string): PkiPaths {
     apiKeys: join(dir, 'api-keys'),
     tokenSecret: join(dir, 'token.secret'),
   };
-}
-
-export function writeFileAtomic(path: string, data: string | Buffer, mode: number): void {
-  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-  const tmp = `${path}.tmp-${process.pid}`;
-  const fd = openSync(tmp, 'w', mode);
-  try {
-    writeSync(fd, typeof data === 'string' ? Buffer.from(data) : data);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(tmp, path);
-  const dfd = openSync(dirname(path), 'r');
-  try {
-    fsyncSync(dfd);
-  } finally {
-    closeSync(dfd);
-  }
 }
 
 async function pkcs8Pem(key: webcrypto.CryptoKey): Promise<string> {

@@ -1,2 +1,3 @@
+export * from './files.js';
 export * from './load.js';
 export * from './units.js';
