@@ -1,6 +1,14 @@
 /** agent.yaml: one zod schema, defaults in it, unknown keys rejected. */
 import { hostname } from 'node:os';
-import { byteSize, duration, hostPort, loadConfigFile, parseConfig } from '@sealtrail/config';
+import {
+  byteSize,
+  duration,
+  hostPort,
+  loadConfigFile,
+  logLevel,
+  parseConfig,
+  uniqueNames,
+} from '@sealtrail/config';
 import { DEFAULT_MAX_EVENT_BYTES } from '@sealtrail/event';
 import { z } from 'zod';
 import { redactRulesSchema } from './sources/common/redact.js';
@@ -13,7 +21,7 @@ export const agentConfigSchema = z
         data_dir: z.string().min(1).default('/var/lib/sealtrail/agent'),
         /** Host name put on every event; the machine's by default. */
         name: z.string().min(1).default(hostname()),
-        log_level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
+        log_level: logLevel(),
         /** Reload the sources when the config file changes (SIGHUP always reloads). */
         watch_config: z.boolean().default(true),
       })
@@ -77,19 +85,7 @@ export const agentConfigSchema = z
     redact: redactRulesSchema,
   })
   .strict()
-  .superRefine((cfg, ctx) => {
-    const seen = new Set<string>();
-    cfg.sources.forEach((s, i) => {
-      if (seen.has(s.name)) {
-        ctx.addIssue({
-          code: 'custom',
-          path: ['sources', i, 'name'],
-          message: `duplicate source name "${s.name}"`,
-        });
-      }
-      seen.add(s.name);
-    });
-  });
+  .superRefine(uniqueNames('sources', 'source'));
 
 export type AgentConfig = z.output<typeof agentConfigSchema>;
 

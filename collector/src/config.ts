@@ -1,6 +1,14 @@
 /** collector.yaml: one zod schema, defaults in it, unknown keys rejected. */
 import { join } from 'node:path';
-import { byteSize, duration, hostPort, loadConfigFile, parseConfig } from '@sealtrail/config';
+import {
+  byteSize,
+  duration,
+  hostPort,
+  loadConfigFile,
+  logLevel,
+  parseConfig,
+  uniqueNames,
+} from '@sealtrail/config';
 import { z } from 'zod';
 import { exporterConfigSchema } from './exporters/index.js';
 
@@ -9,7 +17,7 @@ export const collectorConfigSchema = z
     collector: z
       .object({
         data_dir: z.string().min(1).default('/var/lib/sealtrail/collector'),
-        log_level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
+        log_level: logLevel(),
         /** How long an event id is remembered for dedupe (an app that retried a POST). */
         dedupe_window: duration().default(7 * 86_400_000),
       })
@@ -55,19 +63,7 @@ export const collectorConfigSchema = z
     exporters: z.array(exporterConfigSchema).default([]),
   })
   .strict()
-  .superRefine((cfg, ctx) => {
-    const seen = new Set<string>();
-    cfg.exporters.forEach((e, i) => {
-      if (seen.has(e.name)) {
-        ctx.addIssue({
-          code: 'custom',
-          path: ['exporters', i, 'name'],
-          message: `duplicate exporter name "${e.name}"`,
-        });
-      }
-      seen.add(e.name);
-    });
-  });
+  .superRefine(uniqueNames('exporters', 'exporter'));
 
 export type CollectorConfig = z.output<typeof collectorConfigSchema>;
 

@@ -1,3 +1,4 @@
 export * from './files.js';
 export * from './load.js';
+export * from './schema.js';
 export * from './units.js';
