@@ -242,14 +242,6 @@ export class Session {
         `agent ${hello.agentId} is not enrolled; run \`sealtrail-agent enroll\` with a token from \`sealtrail-collector token create\``,
       );
     }
-    if (known?.revoked) {
-      this.deps.metrics.authFailures.inc({ reason: 'revoked' });
-      throw new SessionRefused(
-        status.PERMISSION_DENIED,
-        'revoked',
-        `agent ${hello.agentId} was revoked (${known.revoked.reason})`,
-      );
-    }
     const msg = challengeMessage(hello.agentId, this.nonce);
     this.publicKey = publicKeyFromRaw(key);
     if (!verify(null, msg, this.publicKey, signature)) {
@@ -261,32 +253,12 @@ export class Session {
       );
     }
     this.nonce = null;
-    if (known?.blocked) {
-      const b = known.blocked;
-      throw new SessionRefused(
-        status.FAILED_PRECONDITION,
-        'chain_blocked',
-        `agent's chain ${b.chain_id} is blocked after a ${b.fault} at seq ${b.seq}; an operator must run \`sealtrail-collector agent accept-chain ${hello.agentId}\``,
-      );
-    }
     this.agentId = hello.agentId;
     const now = new Date().toISOString();
     const current = await this.deps.claim(hello.agentId, this);
-    // Checked again on the state this stream will use: an operator may have acted meanwhile.
-    if (current?.revoked) {
-      throw new SessionRefused(
-        status.PERMISSION_DENIED,
-        'revoked',
-        `agent ${hello.agentId} was revoked (${current.revoked.reason})`,
-      );
-    }
-    if (current?.blocked) {
-      throw new SessionRefused(
-        status.FAILED_PRECONDITION,
-        'chain_blocked',
-        `agent's chain ${current.blocked.chain_id} is blocked after a ${current.blocked.fault}; run \`sealtrail-collector agent accept-chain ${hello.agentId}\``,
-      );
-    }
+    // Checked on the state this stream will use, after claiming it: an operator's revoke or
+    // accept-chain in progress has landed by then.
+    if (current) this.checkStanding(current);
     this.state = current ?? {
       agent_id: hello.agentId,
       public_key: key.toString('base64'),
@@ -312,6 +284,26 @@ export class Session {
       },
     });
     this.log.info({ chain_id: s.chain_id, resume_after: s.seq }, 'agent stream authenticated');
+  }
+
+  /** A revoked agent, or one whose chain is blocked after a fork, may not stream. */
+  private checkStanding(state: AgentState): void {
+    if (state.revoked) {
+      this.deps.metrics.authFailures.inc({ reason: 'revoked' });
+      throw new SessionRefused(
+        status.PERMISSION_DENIED,
+        'revoked',
+        `agent ${state.agent_id} was revoked (${state.revoked.reason})`,
+      );
+    }
+    if (state.blocked) {
+      const b = state.blocked;
+      throw new SessionRefused(
+        status.FAILED_PRECONDITION,
+        'chain_blocked',
+        `agent's chain ${b.chain_id} is blocked after a ${b.fault} at seq ${b.seq}; an operator must run \`sealtrail-collector agent accept-chain ${state.agent_id}\``,
+      );
+    }
   }
 
   /** What a record's event says about the chain itself: a bad start, a bad checkpoint signature. */
