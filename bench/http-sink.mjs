@@ -1,5 +1,8 @@
-/** A local HTTP receiver for bench/exporters.mjs, run in a worker thread so it does not share the exporter's core. */
-import { parentPort } from 'node:worker_threads';
+/**
+ * A local HTTP receiver for bench/exporters.mjs, run as its own process so its
+ * CPU is measured apart from the exporter's (and a real receiver would not share
+ * its event loop). Prints its address on stdout; stops on SIGTERM.
+ */
 import { listen } from '@sealtrail/telemetry';
 import { Hono } from 'hono';
 
@@ -13,10 +16,8 @@ app.post('*', async (c) => {
   return c.body(null, 204);
 });
 const server = await listen(app, '127.0.0.1:0');
-parentPort.postMessage(server.address);
-parentPort.on('message', async (m) => {
-  if (m === 'close') {
-    await server.close();
-    process.exit(0);
-  }
+process.stdout.write(`${server.address}\n`);
+process.once('SIGTERM', async () => {
+  await server.close();
+  process.exit(0);
 });
