@@ -10,7 +10,7 @@ import type { SealtrailError } from '@sealtrail/errors';
 import type { AuditEvent } from '@sealtrail/event';
 import { type DeadLetter, isExportable, type Spool, type StoredRecord } from '../../spool/spool.js';
 import type { CommonExporterConfig } from './config.js';
-import { type ExportRecord, toExportRecord } from './record.js';
+import { type ExportRecord, eventIdOf, toExportRecord } from './record.js';
 
 export interface Encoded<T> {
   x: ExportRecord;
@@ -64,7 +64,8 @@ export class Batcher<T> {
   constructor(
     private readonly spool: Spool,
     private readonly cfg: CommonExporterConfig,
-    private readonly filter: (e: AuditEvent) => boolean,
+    /** Undefined: everything passes (and the event need not be parsed for it). */
+    private readonly filter: ((e: AuditEvent) => boolean) | undefined,
     private readonly encode: Encoder<T>,
     /** Longest wait for the first record before `next` returns null (the caller's loop checks its timers). */
     private readonly idleMs = 1000,
@@ -105,24 +106,28 @@ export class Batcher<T> {
         lastOffset = r.offset;
         continue;
       }
-      let x: ExportRecord;
-      try {
-        x = toExportRecord(r);
-      } catch (err) {
-        rejected.push(deadLetter(this.cfg.name, r, undefined, err));
-        lastOffset = r.offset;
-        continue;
-      }
-      if (!this.filter(x.event)) {
-        skipped++;
-        lastOffset = r.offset;
-        continue;
+      const x = toExportRecord(r);
+      if (this.filter) {
+        let pass: boolean;
+        try {
+          pass = this.filter(x.event);
+        } catch (err) {
+          // the stored bytes do not parse
+          rejected.push(deadLetter(this.cfg.name, r, undefined, err));
+          lastOffset = r.offset;
+          continue;
+        }
+        if (!pass) {
+          skipped++;
+          lastOffset = r.offset;
+          continue;
+        }
       }
       let enc: Encoded<T>;
       try {
         enc = this.encode(x);
       } catch (err) {
-        rejected.push(deadLetter(this.cfg.name, r, x.event.id, err));
+        rejected.push(deadLetter(this.cfg.name, r, eventIdOf(x), err));
         lastOffset = r.offset;
         continue;
       }

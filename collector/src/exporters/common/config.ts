@@ -97,6 +97,8 @@ export function httpKeys(timeoutMs = 30_000) {
     max_connections: z.number().int().positive().default(4),
     /** gzip request bodies. */
     compression: z.enum(['gzip', 'none']).default('gzip'),
+    /** gzip level: 1 is fastest (the default, as in Elastic's Beats), 9 smallest. */
+    compression_level: z.number().int().min(1).max(9).default(1),
     tls: tlsSchema.optional(),
   };
 }

@@ -28,7 +28,7 @@ import { backoffDelay, sleep } from './backoff.js';
 import { type Batch, Batcher, deadLetter, type Encoded, type Encoder } from './batcher.js';
 import type { CommonExporterConfig } from './config.js';
 import { type BoundExporterMetrics, exporterMetrics } from './metrics.js';
-import { compileFilter, toExportRecord } from './record.js';
+import { compileFilter, eventIdOf, toExportRecord } from './record.js';
 
 export interface Rejection {
   index: number;
@@ -191,7 +191,7 @@ class DeliveryLoop<T> implements Exporter {
         const retryable = err instanceof SealtrailError ? err.retryable : true;
         this.metrics.failed(pending.length);
         if (!retryable) {
-          for (const it of pending) dead.push(deadLetter(config.name, it.x.record, it.x.event.id, err));
+          for (const it of pending) dead.push(deadLetter(config.name, it.x.record, eventIdOf(it.x), err));
           return dead;
         }
         const wait = backoffDelay(backoff, attempt++, (err as SealtrailError).retryAfterMs);
@@ -208,7 +208,7 @@ class DeliveryLoop<T> implements Exporter {
       const refused = outcome.dead ?? [];
       for (const r of refused) {
         const it = pending[r.index]!;
-        dead.push(deadLetter(config.name, it.x.record, it.x.event.id, { message: r.reason, code: r.code }));
+        dead.push(deadLetter(config.name, it.x.record, eventIdOf(it.x), { message: r.reason, code: r.code }));
       }
       this.metrics.sent(pending.length - retry.length - refused.length);
       if (retry.length === 0) break;

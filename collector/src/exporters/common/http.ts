@@ -13,9 +13,12 @@ import type { TlsConfig } from './config.js';
 
 const gzipAsync = promisify(gzipCb);
 
-/** gzip off the event loop (libuv's thread pool). */
-export function gzip(body: Buffer | string): Promise<Buffer> {
-  return gzipAsync(body, { level: 6 });
+/**
+ * gzip off the event loop (libuv's thread pool). Level 1 by default, as
+ * Elastic's Beats do: a few percent larger than level 6 for a quarter of the CPU.
+ */
+export function gzip(body: Buffer | string, level = 1): Promise<Buffer> {
+  return gzipAsync(body, { level });
 }
 
 export function tlsOptions(tls: TlsConfig | undefined) {

@@ -4,6 +4,7 @@
  * Schema 8) and `ocsf` (Open Cybersecurity Schema Framework 1.3: class,
  * activity, type_uid = class_uid × 100 + activity_id).
  */
+import { SealtrailError } from '@sealtrail/errors';
 import type { AuditEvent } from '@sealtrail/event';
 import type { StoredRecord } from '../../spool/spool.js';
 import { COLLECTOR_VERSION } from '../../version.js';
@@ -24,12 +25,40 @@ export function sealtrailMeta(r: StoredRecord): SealtrailMeta {
     chain_id: r.chainId,
     seq: r.seq.toString(),
     record_hash: r.recordHash.toString('hex'),
-    received_time: new Date(r.receivedMs).toISOString(),
+    received_time: receivedIso(r.receivedMs),
   };
 }
 
 export function toNative(x: ExportRecord): Record<string, unknown> {
   return { ...x.event, sealtrail: sealtrailMeta(x.record) };
+}
+
+let lastMs = Number.NaN;
+let lastIso = '';
+
+/** One record's receive time as RFC 3339; records of one spool commit share it, so the last is kept. */
+function receivedIso(ms: number): string {
+  if (ms !== lastMs) {
+    lastIso = new Date(ms).toISOString();
+    lastMs = ms;
+  }
+  return lastIso;
+}
+
+/**
+ * `JSON.stringify(sealtrailMeta(r))`, written out: every value is ASCII that
+ * JSON does not escape (UUIDs, digits, hex, an RFC 3339 time).
+ */
+export function sealtrailMetaJson(r: StoredRecord): string {
+  return `{"agent_id":"${r.agentId}","chain_id":"${r.chainId}","seq":"${r.seq}","record_hash":"${r.recordHash.toString('hex')}","received_time":"${receivedIso(r.receivedMs)}"}`;
+}
+
+/** The stored bytes must be one JSON object for the splice to be one too (they were validated on entry). */
+export function assertObjectBytes(r: StoredRecord): void {
+  const b = r.eventBytes;
+  if (b.length < 2 || b[0] !== 0x7b || b[b.length - 1] !== 0x7d) {
+    throw new SealtrailError('ST_EXPORT_EVENT_BYTES', `spool record ${r.offset} does not hold a JSON object`);
+  }
 }
 
 /**
@@ -38,8 +67,9 @@ export function toNative(x: ExportRecord): Record<string, unknown> {
  * `sealtrail` key). `extra` adds keys first (e.g. `"@timestamp":…,`).
  */
 export function nativeJson(r: StoredRecord, extra = ''): string {
+  assertObjectBytes(r);
   const body = r.eventBytes.toString('utf8', 1, r.eventBytes.length - 1);
-  return `{${extra}${body},"sealtrail":${JSON.stringify(sealtrailMeta(r))}}`;
+  return `{${extra}${body},"sealtrail":${sealtrailMetaJson(r)}}`;
 }
 
 const ECS_CATEGORY: Record<string, string[]> = {

@@ -59,7 +59,7 @@ export function elasticsearchSender(s: ExporterSettings, c: ElasticsearchExporte
     const h = { ...headers };
     let body: Buffer | string = raw;
     if (c.compression === 'gzip') {
-      body = await gzip(raw);
+      body = await gzip(raw, c.compression_level);
       h['content-encoding'] = 'gzip';
     }
     const res = await httpRequest(target, {

@@ -1,24 +1,23 @@
 import type { StoredRecord } from '../../spool/spool.js';
 import type { Encoded } from '../common/batcher.js';
 import type { ExportRecord } from '../common/record.js';
-import { jsonFor } from '../common/schemas.js';
+import { assertObjectBytes, jsonFor, sealtrailMetaJson } from '../common/schemas.js';
 import type { FileExporterConfig } from './config.js';
 
 /**
  * The native line: the event's own fields at the top level plus a `sealtrail`
  * object. The stored canonical bytes are spliced, not re-serialized: the event
- * is a JSON object whose schema has no `sealtrail` key.
+ * is a JSON object whose schema has no `sealtrail` key. One allocation: the
+ * bytes are copied and the (ASCII) tail written after them.
  */
 export function encodeNativeLine(r: StoredRecord): Buffer {
-  const meta = JSON.stringify({
-    agent_id: r.agentId,
-    chain_id: r.chainId,
-    seq: r.seq.toString(),
-    record_hash: r.recordHash.toString('hex'),
-    received_time: new Date(r.receivedMs).toISOString(),
-  });
-  const body = r.eventBytes.subarray(0, r.eventBytes.length - 1); // drop the closing brace
-  return Buffer.concat([body, Buffer.from(`,"sealtrail":${meta}}\n`)]);
+  assertObjectBytes(r);
+  const tail = `,"sealtrail":${sealtrailMetaJson(r)}}\n`;
+  const n = r.eventBytes.length - 1; // drop the closing brace
+  const out = Buffer.allocUnsafe(n + tail.length);
+  r.eventBytes.copy(out, 0, 0, n);
+  out.write(tail, n, 'latin1');
+  return out;
 }
 
 /** One line per record in the exporter's schema. */

@@ -92,7 +92,7 @@ export function splunkSender(s: ExporterSettings, c: SplunkHecExporterConfig): S
     const headers = { ...baseHeaders };
     let body: Buffer | string = raw;
     if (c.compression === 'gzip') {
-      body = await gzip(raw);
+      body = await gzip(raw, c.compression_level);
       headers['content-encoding'] = 'gzip';
     }
     const res = await httpRequest(target, {

@@ -26,7 +26,7 @@ export function webhookSender(s: ExporterSettings, c: WebhookExporterConfig): Se
     const h: Record<string, string> = { ...headers };
     let body: Buffer | string = webhookBody(items);
     if (c.compression === 'gzip') {
-      body = await gzip(body);
+      body = await gzip(body, c.compression_level);
       h['content-encoding'] = 'gzip';
     }
     if (c.secret) {
