@@ -6,7 +6,8 @@
  *                                                  │  retryable: backoff with full jitter, ≥ Retry-After, same items again
  *                                                  │  permanent: dead letters with the reason
  *                                                  ▼
- *            spool.commitExport(cursor = last offset of the batch, dead letters)   — one synced LevelDB batch
+ *            spool.commitExport(cursor = last offset of the batch, dead letters)   — one synced LevelDB batch,
+ *                                                  in order, while the next batch is sent
  *
  * The cursor moves only once every item of the batch was accepted or
  * dead-lettered, so a crash re-sends at most the batch in hand (at least once;
@@ -132,10 +133,19 @@ class DeliveryLoop<T> implements Exporter {
     } catch (err) {
       if (!signal.aborted) settings.log.error({ err }, 'replaying dead letters failed; they stay queued');
     }
-    // The next batch is read and encoded while the current one is in flight.
+    // Three stages overlap: the next batch is read and encoded, this one is
+    // sent, and the previous one's cursor is synced to the spool. Cursors are
+    // committed in order, each only after its batch was settled.
     let prefetch: Promise<Batch<T> | null> | null = null;
+    let committing: Promise<void> | null = null;
     while (!signal.aborted) {
       try {
+        if (!prefetch && committing) {
+          // reading from the cursor: it must be current
+          const c = committing;
+          committing = null;
+          await c;
+        }
         const batch = await (prefetch ?? this.batcher.next(this.offset, signal));
         prefetch = null;
         if (!batch || signal.aborted) continue;
@@ -144,21 +154,35 @@ class DeliveryLoop<T> implements Exporter {
         this.metrics.filtered(batch.skipped);
         const dead = [...batch.rejected];
         if (batch.items.length > 0) dead.push(...(await this.deliver(batch.items)));
-        await settings.spool.commitExport({
-          exporter: this.name,
-          cursorKey: this.cursorKey,
-          cursor: { offset: batch.lastOffset.toString() },
-          deadLetters: dead,
-        });
-        this.offset = batch.lastOffset;
-        this.noteDead(dead);
+        const previous = committing;
+        committing = null;
+        await previous;
+        committing = this.commit(batch.lastOffset, dead);
+        committing.catch(() => undefined);
       } catch (err) {
-        prefetch = null; // read again from the cursor
+        // read again from the last cursor synced, once no commit is in flight
+        prefetch = null;
+        const c = committing;
+        committing = null;
+        await c?.catch(() => undefined);
         if (signal.aborted) break;
         this.logError('loop', { err }, 'export loop failed; retrying in 1 s');
         await sleep(1000, signal).catch(() => undefined);
       }
     }
+    await committing?.catch(() => undefined);
+  }
+
+  /** The cursor past a settled batch, with the batch's dead letters, in one synced write. */
+  private async commit(lastOffset: bigint, dead: DeadLetter[]): Promise<void> {
+    await this.spec.settings.spool.commitExport({
+      exporter: this.name,
+      cursorKey: this.cursorKey,
+      cursor: { offset: lastOffset.toString() },
+      deadLetters: dead,
+    });
+    this.offset = lastOffset;
+    this.noteDead(dead);
   }
 
   private noteDead(dead: DeadLetter[]): void {

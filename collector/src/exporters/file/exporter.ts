@@ -68,7 +68,10 @@ class FileExporter implements Exporter {
   private stopped: Promise<void> | null = null;
   private fh: FileHandle | null = null;
   private offset = -1n;
+  /** File size the cursor records. */
   private fileBytes = 0;
+  /** File size written and fsynced: ahead of `fileBytes` by the batch whose cursor is being synced. */
+  private writtenBytes = 0;
   private fileStartedMs: number | undefined;
   private housekeeping: Promise<void> = Promise.resolve();
   private readonly metrics: BoundExporterMetrics;
@@ -157,6 +160,7 @@ class FileExporter implements Exporter {
       }
     }
     this.fileBytes = Math.min(size, cursor?.file_bytes ?? size);
+    this.writtenBytes = this.fileBytes;
     this.fileStartedMs = cursor?.file_started_ms ?? (this.fileBytes > 0 ? Date.now() : undefined);
     this.queueHousekeeping();
     this.running = this.loop();
@@ -181,6 +185,7 @@ class FileExporter implements Exporter {
     }
     await fsyncDir(this.dir);
     this.fileBytes = 0;
+    this.writtenBytes = 0;
     this.fileStartedMs = undefined;
     await this.s.spool.commitExport({
       exporter: this.name,
@@ -191,8 +196,8 @@ class FileExporter implements Exporter {
   }
 
   private dueForRotation(): boolean {
-    if (this.fileBytes === 0) return false;
-    if (this.c.rotate_max_bytes !== undefined && this.fileBytes >= this.c.rotate_max_bytes) return true;
+    if (this.writtenBytes === 0) return false;
+    if (this.c.rotate_max_bytes !== undefined && this.writtenBytes >= this.c.rotate_max_bytes) return true;
     return (
       this.c.rotate_interval !== undefined &&
       this.fileStartedMs !== undefined &&
@@ -220,6 +225,7 @@ class FileExporter implements Exporter {
     await fsyncDir(this.dir);
     this.fh = await open(this.c.path, 'a+', 0o640);
     this.fileBytes = 0;
+    this.writtenBytes = 0;
     this.fileStartedMs = undefined;
     await this.s.spool.commitExport({
       exporter: this.name,
@@ -268,21 +274,36 @@ class FileExporter implements Exporter {
   }
 
   private async loop(): Promise<void> {
-    const { spool } = this.s;
     const signal = this.abort.signal;
     const backoff = { initialMs: this.c.retry_initial_backoff, maxMs: this.c.retry_max_backoff };
     let attempt = 0;
-    // The next batch is read and encoded while this one is written and synced.
+    // Three stages overlap: the next batch is read and encoded, this one is
+    // written and fsynced, and the previous one's cursor is synced to the spool
+    // (the two fsyncs run side by side). The file may then hold one batch past
+    // the cursor, which a restart cuts as it cuts any unrecorded bytes.
     let prefetch: Promise<Batch<Buffer> | null> | null = null;
+    let committing: Promise<void> | null = null;
+    const settle = async () => {
+      const c = committing;
+      committing = null;
+      await c;
+    };
     while (!signal.aborted) {
       try {
-        if (this.dueForRotation()) await this.rotate();
+        // rotating, or reading from the cursor: it must be current
+        if (this.dueForRotation()) {
+          await settle();
+          await this.rotate();
+        } else if (!prefetch) await settle();
         const batch = await (prefetch ?? this.batcher.next(this.offset, signal));
         prefetch = null;
         if (!batch || signal.aborted) continue;
         prefetch = this.batcher.next(batch.lastOffset, signal);
         prefetch.catch(() => undefined);
-        const data = Buffer.concat(batch.items.map((i) => i.payload));
+        const data =
+          batch.items.length === 1
+            ? batch.items[0]!.payload
+            : Buffer.concat(batch.items.map((i) => i.payload));
         if (data.length > 0) {
           const t0 = performance.now();
           // After a failed attempt the file may hold part of this batch: cut it first.
@@ -290,23 +311,18 @@ class FileExporter implements Exporter {
           await this.fh!.write(data, 0, data.length, null);
           await this.fh!.datasync();
           this.metrics.observe((performance.now() - t0) / 1000);
+          if (this.fileStartedMs === undefined) this.fileStartedMs = Date.now();
         }
-        if (data.length > 0 && this.fileStartedMs === undefined) this.fileStartedMs = Date.now();
-        const fileBytes = this.fileBytes + data.length;
-        await spool.commitExport({
-          exporter: this.name,
-          cursorKey: this.cursorKey,
-          cursor: { ...this.cursor(), offset: batch.lastOffset.toString(), file_bytes: fileBytes },
-          deadLetters: batch.rejected,
-        });
-        this.fileBytes = fileBytes;
-        this.offset = batch.lastOffset;
+        this.writtenBytes += data.length;
+        await settle();
+        committing = this.commit(batch, this.writtenBytes);
+        committing.catch(() => undefined);
         attempt = 0;
-        this.metrics.sent(batch.items.length);
-        this.metrics.filtered(batch.skipped);
-        this.metrics.deadLettered(batch.rejected.length);
       } catch (err) {
+        // write again from the last cursor synced, once no commit is in flight
         prefetch = null;
+        await settle().catch(() => undefined);
+        this.writtenBytes = this.fileBytes;
         if (signal.aborted) break;
         this.metrics.failed(1);
         const wait = backoffDelay(backoff, attempt++, (err as SealtrailError).retryAfterMs);
@@ -314,6 +330,22 @@ class FileExporter implements Exporter {
         await sleep(wait, signal).catch(() => undefined);
       }
     }
+    await settle().catch(() => undefined);
+  }
+
+  /** Records a written and fsynced batch: cursor `{offset, file_bytes}` and its dead letters, one synced write. */
+  private async commit(batch: Batch<Buffer>, fileBytes: number): Promise<void> {
+    await this.s.spool.commitExport({
+      exporter: this.name,
+      cursorKey: this.cursorKey,
+      cursor: { ...this.cursor(), offset: batch.lastOffset.toString(), file_bytes: fileBytes },
+      deadLetters: batch.rejected,
+    });
+    this.fileBytes = fileBytes;
+    this.offset = batch.lastOffset;
+    this.metrics.sent(batch.items.length);
+    this.metrics.filtered(batch.skipped);
+    this.metrics.deadLettered(batch.rejected.length);
   }
 
   stop(): Promise<void> {
