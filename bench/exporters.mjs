@@ -213,6 +213,7 @@ console.log(
   `spool filled with ${N} events in ${((performance.now() - tFill) / 1000).toFixed(1)} s; node ${process.version}`,
 );
 
+clockTicks(); // getconf runs once, before the clock
 const http = await httpSink();
 const sys = await syslogSink();
 console.log(

@@ -13,13 +13,20 @@ export interface ExportRecord {
    * Throws when the stored bytes are not JSON.
    */
   readonly event: AuditEvent;
+  /** The stored bytes as text, decoded once for the parse and the native splice. */
+  readonly text: string;
 }
 
 class LazyExportRecord implements ExportRecord {
   private parsed: AuditEvent | undefined;
+  private decoded: string | undefined;
   constructor(readonly record: StoredRecord) {}
+  get text(): string {
+    this.decoded ??= this.record.eventBytes.toString('utf8');
+    return this.decoded;
+  }
   get event(): AuditEvent {
-    this.parsed ??= JSON.parse(this.record.eventBytes.toString('utf8')) as AuditEvent;
+    this.parsed ??= JSON.parse(this.text) as AuditEvent;
     return this.parsed;
   }
 }

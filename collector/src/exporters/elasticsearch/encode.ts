@@ -6,17 +6,17 @@
  */
 import type { Encoded } from '../common/batcher.js';
 import type { ExportRecord } from '../common/record.js';
-import { nativeJson, toEcs, toOcsf } from '../common/schemas.js';
+import { ecsJson, nativeJson, toOcsf } from '../common/schemas.js';
 import type { ElasticsearchExporterConfig } from './config.js';
 
 export function bulkEncoder(c: ElasticsearchExporterConfig): (x: ExportRecord) => Encoded<string> {
   const index = JSON.stringify(c.index);
   const doc =
     c.schema === 'ecs'
-      ? (x: ExportRecord) => JSON.stringify(toEcs(x))
+      ? ecsJson
       : c.schema === 'ocsf'
         ? (x: ExportRecord) => JSON.stringify({ '@timestamp': x.event.time, ...toOcsf(x) })
-        : (x: ExportRecord) => nativeJson(x.record, `"@timestamp":${JSON.stringify(x.event.time)},`);
+        : (x: ExportRecord) => nativeJson(x, `"@timestamp":${JSON.stringify(x.event.time)},`);
   return (x) => {
     const payload = `{"create":{"_index":${index},"_id":${JSON.stringify(x.event.id)}}}\n${doc(x)}\n`;
     return { x, payload, bytes: Buffer.byteLength(payload) };

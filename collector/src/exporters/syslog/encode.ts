@@ -33,15 +33,23 @@ function header(s: string | undefined, max: number): string {
   return clean === '' ? '-' : clean;
 }
 
+// Most values need no escaping: one test is cheaper than the replaces below.
+const NEEDS_PARAM_ESCAPE = /["\\\]]/;
+const NEEDS_CEF_HEADER_ESCAPE = /[\\|\r\n]/;
+const NEEDS_CEF_VALUE_ESCAPE = /[\\=\r\n]/;
+
 export function escapeParamValue(v: string): string {
-  return v.replace(/["\\\]]/g, (c) => `\\${c}`);
+  return NEEDS_PARAM_ESCAPE.test(v) ? v.replace(/["\\\]]/g, (c) => `\\${c}`) : v;
 }
 
 export function cefHeader(v: string): string {
-  return v.replace(/[\\|]/g, (c) => `\\${c}`).replace(/\r\n|\r|\n/g, ' ');
+  return NEEDS_CEF_HEADER_ESCAPE.test(v)
+    ? v.replace(/[\\|]/g, (c) => `\\${c}`).replace(/\r\n|\r|\n/g, ' ')
+    : v;
 }
 
 export function cefValue(v: string): string {
+  if (!NEEDS_CEF_VALUE_ESCAPE.test(v)) return v;
   return v
     .replace(/[\\=]/g, (c) => `\\${c}`)
     .replace(/\n/g, '\\n')
