@@ -19,7 +19,6 @@ import {
 import { describe, expect, it } from 'vitest';
 import type { StoredRecord } from '../../spool/spool.js';
 import { encodeNativeLine } from '../file/encode.js';
-import { hecHead, hecHeadFromText } from '../splunk_hec/encode.js';
 import { cefHeader, cefValue, escapeParamValue } from '../syslog/encode.js';
 import { Batcher } from './batcher.js';
 import type { CommonExporterConfig } from './config.js';
@@ -171,14 +170,6 @@ describe('hand-written encoders match the library encoding', () => {
       const ref = JSON.stringify(toEcs(x));
       expect(ecsFromRaw(x)).toBe(ref);
       expect(ecsJson(x)).toBe(ref);
-    }
-  });
-
-  it('Splunk HEC head from the stored text equals the one from the parsed event', () => {
-    const fixed = '"source":"sealtrail","sourcetype":"_json"';
-    for (const rec of cases) {
-      const x = toExportRecord(rec);
-      expect(hecHeadFromText(x, fixed)).toBe(hecHead(toExportRecord(rec), fixed));
     }
   });
 
