@@ -23,17 +23,8 @@ import { cefHeader, cefValue, escapeParamValue } from '../syslog/encode.js';
 import { Batcher } from './batcher.js';
 import type { CommonExporterConfig } from './config.js';
 import { filterSchema } from './config.js';
-import { rawMembers, rawString } from './raw.js';
 import { compileFilter, eventIdOf, toExportRecord } from './record.js';
-import {
-  ecsFromRaw,
-  ecsJson,
-  nativeJson,
-  sealtrailMeta,
-  sealtrailMetaJson,
-  toEcs,
-  toNative,
-} from './schemas.js';
+import { ecsJson, nativeJson, sealtrailMeta, sealtrailMetaJson, toEcs, toNative } from './schemas.js';
 
 /** mulberry32: a seeded PRNG, so a failure can be replayed. */
 function prng(seed: number) {
@@ -87,22 +78,7 @@ function json(r: ReturnType<typeof prng>, depth = 0): unknown {
   if (k === 2) return r.next() < 0.5;
   if (k === 3) return null;
   if (k === 4) return Array.from({ length: r.int(3) }, () => json(r, depth + 1));
-  return Object.fromEntries(Array.from({ length: r.int(3) }, () => [key(r), json(r, depth + 1)]));
-}
-
-/**
- * Object keys without characters JSON escapes, and never integer-like (V8 puts
- * those first, JCS sorts them as text): under vitest, Node 24.21's JSON.parse
- * was seen to read the key `"\u0001"` as `"\\"` after many parses, which
- * would break the reference here, not the code under test (see the test of
- * stored key order below).
- */
-const KEY_PIECES = PIECES.filter((p) => p !== '"' && p !== '\\' && p.charCodeAt(0) >= 0x20);
-
-function key(r: ReturnType<typeof prng>): string {
-  let s = 'k';
-  for (let i = r.int(4); i > 0; i--) s += r.pick(KEY_PIECES);
-  return s;
+  return Object.fromEntries(Array.from({ length: r.int(3) }, () => [text(r, 4), json(r, depth + 1)]));
 }
 
 const WORDS = ['login', 'logout', 'exec', 'write', 'read', 'created', 'deleted', 'modified', 'opened', 'x'];
@@ -164,31 +140,11 @@ describe('hand-written encoders match the library encoding', () => {
   const r = prng(20261201);
   const cases = Array.from({ length: 3000 }, (_, i) => stored(randomEvent(r), i));
 
-  it('ECS text equals JSON.stringify(toEcs(x)), from the stored text for every valid event', () => {
+  it('ECS text equals JSON.stringify(toEcs(x))', () => {
     for (const rec of cases) {
       const x = toExportRecord(rec);
-      const ref = JSON.stringify(toEcs(x));
-      expect(ecsFromRaw(x)).toBe(ref);
-      expect(ecsJson(x)).toBe(ref);
+      expect(ecsJson(x)).toBe(JSON.stringify(toEcs(x)));
     }
-  });
-
-  it('raw members are the parsed members, as text', () => {
-    for (const rec of cases) {
-      const text = rec.eventBytes.toString('utf8');
-      const parsed = JSON.parse(text);
-      const m = rawMembers(text)!;
-      expect(Object.keys(m)).toEqual(Object.keys(parsed));
-      for (const [k, v] of Object.entries(m)) expect(JSON.parse(v!)).toEqual(parsed[k]);
-      const s = rawString(m.message);
-      expect(s).toBe(parsed.message);
-      expect(rawString(m.host)).toBeNull();
-    }
-    for (const bad of ['{"a":1', '{"a" :1}', '[1]', '{"a":1}x', '{"a":"\\"}}', '{a:1}', '{"a":}', '']) {
-      expect(rawMembers(bad)).toBeUndefined();
-    }
-    expect(rawMembers('{}')).toEqual({});
-    expect(rawMembers('{"a\\"b":"x\\\\","c":[{"}":"]"}]}')).toEqual({ 'a"b': '"x\\\\"', c: '[{"}":"]"}]' });
   });
 
   it('meta text equals JSON.stringify(sealtrailMeta(r))', () => {
@@ -220,20 +176,6 @@ describe('hand-written encoders match the library encoding', () => {
       expect(cefHeader(v)).toBe(ref.header(v));
       expect(cefValue(v)).toBe(ref.value(v));
     }
-  });
-
-  it('ECS splices objects as stored: JCS key order, escapes as written', () => {
-    const e = {
-      ...randomEvent(r),
-      attributes: { '10': 1, '9': { '\u0001': 'x', b: [1, '\u2028'] }, z: null },
-    };
-    const rec = stored(eventSchema.parse(e), 5);
-    const text = rec.eventBytes.toString('utf8');
-    const attrs = text.slice(text.indexOf('"attributes":') + 13, text.indexOf(',"category":'));
-    expect(attrs).toBe('{"10":1,"9":{"\\u0001":"x","b":[1,"\u2028"]},"z":null}');
-    const ecs = ecsJson(toExportRecord(rec));
-    expect(ecs).toContain(`"attributes":${attrs}}`);
-    expect(JSON.parse(ecs).sealtrail.attributes['9'].b).toEqual([1, '\u2028']);
   });
 
   it('an event missing a field ECS needs falls back to the object encoding', () => {

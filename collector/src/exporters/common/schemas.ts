@@ -9,7 +9,6 @@ import type { AuditEvent } from '@sealtrail/event';
 import type { StoredRecord } from '../../spool/spool.js';
 import { COLLECTOR_VERSION } from '../../version.js';
 import type { SchemaName } from './config.js';
-import { rawMembers, rawString } from './raw.js';
 import type { ExportRecord } from './record.js';
 
 export interface SealtrailMeta {
@@ -91,7 +90,7 @@ const ECS_CATEGORY: Record<string, string[]> = {
 };
 
 /** ECS `event.type` from our dotted type and verb: the closest allowed value, `info` otherwise. */
-function ecsType(e: Pick<AuditEvent, 'type' | 'action' | 'category' | 'outcome'>): string[] {
+function ecsType(e: AuditEvent): string[] {
   const words = `${e.type}.${e.action}`.split(/[._]/);
   const has = (...w: string[]) => w.some((x) => words.includes(x));
   const out: string[] = [];
@@ -172,12 +171,12 @@ const ECS_CATEGORY_JSON: Record<string, string> = Object.fromEntries(
 const ecsTypeMemo = new Map<string, string>();
 
 /** `ecsType` as JSON, memoized: a deployment has few distinct (category, outcome, type, action). */
-function ecsTypeJson(category: string, outcome: string, type: string, action: string): string {
-  const k = `${category}|${outcome}|${type}|${action}`;
+function ecsTypeJson(e: AuditEvent): string {
+  const k = `${e.category}|${e.outcome}|${e.type}|${e.action}`;
   let v = ecsTypeMemo.get(k);
   if (v === undefined) {
     if (ecsTypeMemo.size >= 4096) ecsTypeMemo.clear();
-    v = j(ecsType({ category, outcome, type, action } as Parameters<typeof ecsType>[0]));
+    v = j(ecsType(e));
     ecsTypeMemo.set(k, v);
   }
   return v;
@@ -204,16 +203,11 @@ function ecsWritable(e: AuditEvent): boolean {
 }
 
 /**
- * `JSON.stringify(toEcs(x))`, written as text: from the members of the stored
- * text where it is what JCS writes (no parse at all), else from the parsed
- * event. A property test compares both with `JSON.stringify(toEcs(x))`.
+ * `JSON.stringify(toEcs(x))`, written as text from JSON pieces: the same string
+ * (a property test compares the two) without building the document object
+ * first, which costs twice the CPU. Keys come in `toEcs`'s insertion order.
  */
 export function ecsJson(x: ExportRecord): string {
-  return ecsFromRaw(x) ?? ecsFromParsed(x);
-}
-
-/** From JSON pieces of the parsed event, without building the document object (which costs twice the CPU). */
-function ecsFromParsed(x: ExportRecord): string {
   const e = x.event;
   if (!ecsWritable(e)) return j(toEcs(x));
   const hostId = j(e.host.id);
@@ -250,110 +244,11 @@ function ecsFromParsed(x: ExportRecord): string {
   if (e.attributes !== undefined) st += `,"attributes":${j(e.attributes)}`;
   return (
     `{"@timestamp":${j(e.time)},"ecs":{"version":"8.11.0"},"event":{"id":${j(e.id)},"kind":"event",` +
-    `"category":${ECS_CATEGORY_JSON[e.category]},"type":${ecsTypeJson(e.category, e.outcome, e.type, e.action)},"action":${j(e.action)},` +
+    `"category":${ECS_CATEGORY_JSON[e.category]},"type":${ecsTypeJson(e)},"action":${j(e.action)},` +
     `"outcome":${j(e.outcome)},"severity":${ECS_SEVERITY[e.severity]},"created":${j(e.observed_time)},` +
     `"ingested":"${receivedIso(x.record.receivedMs)}","module":"sealtrail","dataset":${j(`sealtrail.${e.category}`)}},` +
     `"log":{"level":${j(e.severity)}},"host":{"id":${hostId},"name":${hostName},"hostname":${hostName},` +
     `"os":{"full":${j(e.host.os)}}},"agent":{"id":${hostId},"type":"sealtrail"},"sealtrail":${st}}${top}${last}}`
-  );
-}
-
-/** `{"k":v,…}` of the members given, skipping absent ones, as `JSON.stringify` skips undefined. */
-function rawObject(pairs: [string, string | undefined][]): string {
-  let out = '';
-  for (const [k, v] of pairs) if (v !== undefined) out += `${out ? ',' : ''}"${k}":${v}`;
-  return `{${out}}`;
-}
-
-/**
- * The ECS document from the stored text's members: values are spliced as JCS
- * wrote them; only what a rule looks at is decoded. Undefined when the text is
- * not what JCS writes for a valid event (the caller then parses). Objects with
- * integer-like keys in `attributes` keep the stored key order here, where
- * `JSON.stringify` of a parsed object would move those keys first: the same
- * JSON value either way.
- */
-export function ecsFromRaw(x: ExportRecord): string | undefined {
-  const m = rawMembers(x.text);
-  const host = rawMembers(m?.host);
-  if (!m || !host || m.source === undefined) return undefined;
-  const category = rawString(m.category);
-  const severity = rawString(m.severity);
-  const outcome = rawString(m.outcome);
-  const type = rawString(m.type);
-  const action = rawString(m.action);
-  if (
-    typeof category !== 'string' ||
-    typeof severity !== 'string' ||
-    typeof outcome !== 'string' ||
-    typeof type !== 'string' ||
-    typeof action !== 'string' ||
-    !Object.hasOwn(ECS_CATEGORY, category) ||
-    !Object.hasOwn(ECS_SEVERITY, severity) ||
-    m.id === undefined ||
-    m.time === undefined ||
-    m.observed_time === undefined ||
-    host.id === undefined ||
-    host.name === undefined ||
-    host.os === undefined
-  )
-    return undefined;
-  let st = `{${metaMembers(x.record)},"type":${m.type},"category":${m.category},"source":${m.source}`;
-  let top = m.message !== undefined ? `,"message":${m.message}` : '';
-  let last = '';
-  const a = m.actor === undefined ? undefined : rawMembers(m.actor);
-  if (m.actor !== undefined && !a) return undefined;
-  const r = m.resource === undefined ? undefined : rawMembers(m.resource);
-  if (m.resource !== undefined && !r) return undefined;
-  const userPairs: [string, string | undefined][] | undefined =
-    a && (a.user !== undefined || a.uid !== undefined)
-      ? [
-          ['name', a.user],
-          ['id', a.uid],
-        ]
-      : undefined;
-  if (r) {
-    const kind = rawString(r.kind);
-    const name = rawString(r.name);
-    const id = rawString(r.id);
-    if (kind === null || name === null || id === null) return undefined;
-    if (kind === 'file' && name !== undefined)
-      last = `,"file":{"path":${r.name},"name":${j(basename(name))}}`;
-    else if (kind === 'process') {
-      const pid = id !== undefined && /^\d+$/.test(id) ? j(Number(id)) : undefined;
-      last = `,"process":${rawObject([
-        ['name', r.name],
-        ['pid', pid],
-      ])}`;
-    } else if (kind === 'user') {
-      const target = rawObject([
-        ['name', r.name],
-        ['id', r.id],
-      ]);
-      if (userPairs) userPairs.push(['target', target]);
-      else last = `,"user":{"target":${target}}`;
-    } else if (kind === 'package') last = `,"package":${rawObject([['name', r.name]])}`;
-    else if (kind === 'service') last = `,"service":${rawObject([['name', r.name]])}`;
-  }
-  if (userPairs) top += `,"user":${rawObject(userPairs)}`;
-  if (a) {
-    if (a.ip !== undefined) top += `,"source":{"ip":${a.ip}}`;
-    if (a.user_agent !== undefined) top += `,"user_agent":{"original":${a.user_agent}}`;
-    if (a.session_id !== undefined || a.request_id !== undefined)
-      st += `,"actor":${rawObject([
-        ['session_id', a.session_id],
-        ['request_id', a.request_id],
-      ])}`;
-  }
-  if (m.resource !== undefined) st += `,"resource":${m.resource}`;
-  if (m.attributes !== undefined) st += `,"attributes":${m.attributes}`;
-  return (
-    `{"@timestamp":${m.time},"ecs":{"version":"8.11.0"},"event":{"id":${m.id},"kind":"event",` +
-    `"category":${ECS_CATEGORY_JSON[category]},"type":${ecsTypeJson(category, outcome, type, action)},"action":${m.action},` +
-    `"outcome":${m.outcome},"severity":${ECS_SEVERITY[severity]},"created":${m.observed_time},` +
-    `"ingested":"${receivedIso(x.record.receivedMs)}","module":"sealtrail","dataset":"sealtrail.${category}"},` +
-    `"log":{"level":${m.severity}},"host":{"id":${host.id},"name":${host.name},"hostname":${host.name},` +
-    `"os":{"full":${host.os}}},"agent":{"id":${host.id},"type":"sealtrail"},"sealtrail":${st}}${top}${last}}`
   );
 }
 
