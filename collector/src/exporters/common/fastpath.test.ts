@@ -1,9 +1,8 @@
 /**
  * The hand-written encoders against the library code they replace, on seeded
- * random events (a small property test): the ECS text writer against
- * `JSON.stringify(toEcs(x))`, the meta text against `JSON.stringify`, the
- * native splice against parse + spread, the syslog escapes against plain
- * replaces; and the lazy parse and pass-all filter they rely on.
+ * random events (a small property test): the meta text against
+ * `JSON.stringify`, the native splice against parse + spread, the syslog
+ * escapes against plain replaces; and the lazy parse and pass-all filter.
  */
 import { randomBytes } from 'node:crypto';
 import {
@@ -24,7 +23,7 @@ import { Batcher } from './batcher.js';
 import type { CommonExporterConfig } from './config.js';
 import { filterSchema } from './config.js';
 import { compileFilter, eventIdOf, toExportRecord } from './record.js';
-import { ecsJson, nativeJson, sealtrailMeta, sealtrailMetaJson, toEcs, toNative } from './schemas.js';
+import { nativeJson, sealtrailMeta, sealtrailMetaJson, toNative } from './schemas.js';
 
 /** mulberry32: a seeded PRNG, so a failure can be replayed. */
 function prng(seed: number) {
@@ -140,13 +139,6 @@ describe('hand-written encoders match the library encoding', () => {
   const r = prng(20261201);
   const cases = Array.from({ length: 3000 }, (_, i) => stored(randomEvent(r), i));
 
-  it('ECS text equals JSON.stringify(toEcs(x))', () => {
-    for (const rec of cases) {
-      const x = toExportRecord(rec);
-      expect(ecsJson(x)).toBe(JSON.stringify(toEcs(x)));
-    }
-  });
-
   it('meta text equals JSON.stringify(sealtrailMeta(r))', () => {
     for (const rec of cases) expect(sealtrailMetaJson(rec)).toBe(JSON.stringify(sealtrailMeta(rec)));
   });
@@ -176,16 +168,6 @@ describe('hand-written encoders match the library encoding', () => {
       expect(cefHeader(v)).toBe(ref.header(v));
       expect(cefValue(v)).toBe(ref.value(v));
     }
-  });
-
-  it('an event missing a field ECS needs falls back to the object encoding', () => {
-    const rec = stored(randomEvent(r), 1);
-    const e = JSON.parse(rec.eventBytes.toString('utf8'));
-    delete e.host.os;
-    const odd = { ...rec, eventBytes: Buffer.from(JSON.stringify(e)) };
-    const x = toExportRecord(odd);
-    expect(ecsJson(x)).toBe(JSON.stringify(toEcs(x)));
-    expect(JSON.parse(ecsJson(x)).host.os).toEqual({});
   });
 });
 

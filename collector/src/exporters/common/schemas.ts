@@ -164,94 +164,6 @@ export function toEcs(x: ExportRecord): Record<string, unknown> {
   return doc;
 }
 
-const j = JSON.stringify;
-const ECS_CATEGORY_JSON: Record<string, string> = Object.fromEntries(
-  Object.entries(ECS_CATEGORY).map(([k, v]) => [k, j(v)]),
-);
-const ecsTypeMemo = new Map<string, string>();
-
-/** `ecsType` as JSON, memoized: a deployment has few distinct (category, outcome, type, action). */
-function ecsTypeJson(e: AuditEvent): string {
-  const k = `${e.category}|${e.outcome}|${e.type}|${e.action}`;
-  let v = ecsTypeMemo.get(k);
-  if (v === undefined) {
-    if (ecsTypeMemo.size >= 4096) ecsTypeMemo.clear();
-    v = j(ecsType(e));
-    ecsTypeMemo.set(k, v);
-  }
-  return v;
-}
-
-/** Fields the text writer below writes without checking (a stored event was validated and has them). */
-function ecsWritable(e: AuditEvent): boolean {
-  return (
-    Object.hasOwn(ECS_CATEGORY, e.category) &&
-    Object.hasOwn(ECS_SEVERITY, e.severity) &&
-    typeof e.id === 'string' &&
-    typeof e.time === 'string' &&
-    typeof e.observed_time === 'string' &&
-    typeof e.type === 'string' &&
-    typeof e.action === 'string' &&
-    typeof e.outcome === 'string' &&
-    e.source !== undefined &&
-    e.host !== undefined &&
-    e.host !== null &&
-    e.host.id !== undefined &&
-    e.host.name !== undefined &&
-    e.host.os !== undefined
-  );
-}
-
-/**
- * `JSON.stringify(toEcs(x))`, written as text from JSON pieces: the same string
- * (a property test compares the two) without building the document object
- * first, which costs twice the CPU. Keys come in `toEcs`'s insertion order.
- */
-export function ecsJson(x: ExportRecord): string {
-  const e = x.event;
-  if (!ecsWritable(e)) return j(toEcs(x));
-  const hostId = j(e.host.id);
-  const hostName = j(e.host.name);
-  let st = `{${metaMembers(x.record)},"type":${j(e.type)},"category":${j(e.category)},"source":${j(e.source)}`;
-  let top = e.message !== undefined ? `,"message":${j(e.message)}` : '';
-  let last = '';
-  const a = e.actor;
-  let user: Record<string, unknown> | undefined =
-    a && (a.user !== undefined || a.uid !== undefined) ? { name: a.user, id: a.uid } : undefined;
-  const r = e.resource;
-  if (r) {
-    if (r.kind === 'file' && r.name !== undefined)
-      last = `,"file":${j({ path: r.name, name: basename(r.name) })}`;
-    else if (r.kind === 'process') {
-      const pid = r.id !== undefined && /^\d+$/.test(r.id) ? Number(r.id) : undefined;
-      last = `,"process":${j({ name: r.name, pid })}`;
-    } else if (r.kind === 'user') {
-      // merged into the actor's user where there is one (it keeps that place), else a key of its own at the end
-      const target = { name: r.name, id: r.id };
-      if (user) user = { ...user, target };
-      else last = `,"user":${j({ target })}`;
-    } else if (r.kind === 'package') last = `,"package":${j({ name: r.name })}`;
-    else if (r.kind === 'service') last = `,"service":${j({ name: r.name })}`;
-  }
-  if (user) top += `,"user":${j(user)}`;
-  if (a) {
-    if (a.ip !== undefined) top += `,"source":{"ip":${j(a.ip)}}`;
-    if (a.user_agent !== undefined) top += `,"user_agent":{"original":${j(a.user_agent)}}`;
-    if (a.session_id !== undefined || a.request_id !== undefined)
-      st += `,"actor":${j({ session_id: a.session_id, request_id: a.request_id })}`;
-  }
-  if (r) st += `,"resource":${j(r)}`;
-  if (e.attributes !== undefined) st += `,"attributes":${j(e.attributes)}`;
-  return (
-    `{"@timestamp":${j(e.time)},"ecs":{"version":"8.11.0"},"event":{"id":${j(e.id)},"kind":"event",` +
-    `"category":${ECS_CATEGORY_JSON[e.category]},"type":${ecsTypeJson(e)},"action":${j(e.action)},` +
-    `"outcome":${j(e.outcome)},"severity":${ECS_SEVERITY[e.severity]},"created":${j(e.observed_time)},` +
-    `"ingested":"${receivedIso(x.record.receivedMs)}","module":"sealtrail","dataset":${j(`sealtrail.${e.category}`)}},` +
-    `"log":{"level":${j(e.severity)}},"host":{"id":${hostId},"name":${hostName},"hostname":${hostName},` +
-    `"os":{"full":${j(e.host.os)}}},"agent":{"id":${hostId},"type":"sealtrail"},"sealtrail":${st}}${top}${last}}`
-  );
-}
-
 interface OcsfClass {
   category_uid: number;
   category_name: string;
@@ -426,7 +338,6 @@ export function shaper(schema: SchemaName): (x: ExportRecord) => Record<string, 
 /** JSON text for a schema, splicing the stored bytes for `native`. */
 export function jsonFor(schema: SchemaName): (x: ExportRecord) => string {
   if (schema === 'native') return nativeJson;
-  if (schema === 'ecs') return ecsJson;
   const shape = shaper(schema);
   return (x) => JSON.stringify(shape(x));
 }

@@ -6,14 +6,14 @@
  */
 import type { Encoded } from '../common/batcher.js';
 import type { ExportRecord } from '../common/record.js';
-import { ecsJson, nativeJson, toOcsf } from '../common/schemas.js';
+import { nativeJson, toEcs, toOcsf } from '../common/schemas.js';
 import type { ElasticsearchExporterConfig } from './config.js';
 
 export function bulkEncoder(c: ElasticsearchExporterConfig): (x: ExportRecord) => Encoded<string> {
   const index = JSON.stringify(c.index);
   const doc =
     c.schema === 'ecs'
-      ? ecsJson
+      ? (x: ExportRecord) => JSON.stringify(toEcs(x))
       : c.schema === 'ocsf'
         ? (x: ExportRecord) => JSON.stringify({ '@timestamp': x.event.time, ...toOcsf(x) })
         : (x: ExportRecord) => nativeJson(x, `"@timestamp":${JSON.stringify(x.event.time)},`);
