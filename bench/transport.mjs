@@ -43,6 +43,8 @@ const AGENT_BIN = join(ROOT, 'agent/bin/sealtrail-agent.js');
 const run = promisify(execFile);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const fmt = (n) => Math.round(n).toLocaleString('en-US');
+/** CPU microseconds per event: the figure a shared or busy machine disturbs least. */
+const usPer = (cpuS, events) => ((cpuS * 1e6) / events).toFixed(1);
 
 function freePort() {
   return new Promise((resolve, reject) => {
@@ -76,7 +78,7 @@ function procMemMiB(pid) {
   const kb = (k) => Number(new RegExp(`${k}:\\s+(\\d+)`).exec(status)?.[1] ?? 0);
   return { rss: Math.round(kb('VmRSS') / 1024), peak: Math.round(kb('VmHWM') / 1024) };
 }
-/** Measures a phase: wall time, and the collector's CPU (% of one core) over it. */
+/** Measures a phase: wall time, and the collector's CPU (% of one core, and seconds) over it. */
 function meter(pid) {
   const t0 = performance.now();
   const c0 = procCpuSeconds(pid);
@@ -84,9 +86,11 @@ function meter(pid) {
   return () => {
     const wall = (performance.now() - t0) / 1000;
     const b = process.cpuUsage(b0);
+    const cpuS = procCpuSeconds(pid) - c0;
     return {
       wall,
-      collectorCpu: (100 * (procCpuSeconds(pid) - c0)) / wall,
+      cpuS,
+      collectorCpu: (100 * cpuS) / wall,
       benchCpu: (100 * (b.user + b.system)) / 1e6 / wall,
       ...procMemMiB(pid),
     };
@@ -375,14 +379,18 @@ sources:
   // verification on open) is not counted.
   await waitUntil('the first record', async () => (await spoolHead()) > before);
   const stop = meter(collector.pid);
+  const agentCpu0 = procCpuSeconds(agent.pid);
   const first = await spoolHead();
   await waitUntil('the whole journal', async () => (await spoolHead()) >= target, 600_000);
   const m = stop();
-  const rate = (target - first) / m.wall;
+  const agentCpuS = procCpuSeconds(agent.pid) - agentCpu0;
+  const n = target - first;
+  const rate = n / m.wall;
   console.log(
     `1 agent (real agent binary, journal of ${fmt(ONE_AGENT_EVENTS)} × ~${Math.round(bytes / ONE_AGENT_EVENTS)} B): ` +
       `${fmt(rate)} events/s (${((rate * (bytes / ONE_AGENT_EVENTS)) / 1024 ** 2).toFixed(1)} MiB/s), ` +
-      `collector CPU ${m.collectorCpu.toFixed(0)}%, RSS ${m.rss} MiB`,
+      `collector CPU ${m.collectorCpu.toFixed(0)}% (${usPer(m.cpuS, n)} µs/event), ` +
+      `agent CPU ${((100 * agentCpuS) / m.wall).toFixed(0)}% (${usPer(agentCpuS, n)} µs/event), RSS ${m.rss} MiB`,
   );
   agent.kill('SIGTERM');
   await new Promise((r) => agent.once('exit', r));
@@ -402,7 +410,8 @@ if (PARTS.has(2)) {
   console.log(
     `1 agent (protocol client, ${fmt(ONE_AGENT_EVENTS)} × ~${Math.round(size)} B sealed beforehand): ` +
       `${fmt(rate)} events/s (${((rate * size) / 1024 ** 2).toFixed(1)} MiB/s), ` +
-      `collector CPU ${m.collectorCpu.toFixed(0)}%, bench client CPU ${m.benchCpu.toFixed(0)}%, RSS ${m.rss} MiB`,
+      `collector CPU ${m.collectorCpu.toFixed(0)}% (${usPer(m.cpuS, ONE_AGENT_EVENTS)} µs/event), ` +
+      `bench client CPU ${m.benchCpu.toFixed(0)}%, RSS ${m.rss} MiB`,
   );
   a.close();
 }
@@ -437,7 +446,7 @@ if (PARTS.has(3)) {
   const m = stop();
   console.log(
     `${AGENTS} agents × ${RATE} events/s for ${SECONDS} s: ${fmt((total() - start) / m.wall)} events/s stored, ` +
-      `collector CPU ${m.collectorCpu.toFixed(0)}%, RSS ${m.rss} MiB (peak ${m.peak} MiB), ` +
+      `collector CPU ${m.collectorCpu.toFixed(0)}% (${usPer(m.cpuS, total() - start)} µs/event), RSS ${m.rss} MiB (peak ${m.peak} MiB), ` +
       `bench client CPU ${m.benchCpu.toFixed(0)}%`,
   );
 
@@ -450,7 +459,7 @@ if (PARTS.has(3)) {
   const bm = bstop();
   console.log(
     `${AGENTS} agents × ${fmt(BURST)} events, unthrottled: ${fmt((total() - burstStart) / bm.wall)} events/s stored, ` +
-      `collector CPU ${bm.collectorCpu.toFixed(0)}%, RSS ${bm.rss} MiB (peak ${bm.peak} MiB), ` +
+      `collector CPU ${bm.collectorCpu.toFixed(0)}% (${usPer(bm.cpuS, total() - burstStart)} µs/event), RSS ${bm.rss} MiB (peak ${bm.peak} MiB), ` +
       `bench client CPU ${bm.benchCpu.toFixed(0)}%`,
   );
   for (const a of agents) a.close();
