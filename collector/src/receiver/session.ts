@@ -14,7 +14,7 @@ import { createPublicKey, type KeyObject, randomBytes, verify } from 'node:crypt
 import type * as grpc from '@grpc/grpc-js';
 import { status } from '@grpc/grpc-js';
 import { ChainVerifier, challengeMessage, checkpointMessage, uuidBytes } from '@sealtrail/chain';
-import { type AuditEvent, decodeEvent } from '@sealtrail/event';
+import { type AuditEvent, decodeEventFast } from '@sealtrail/event';
 import {
   type MessageInitShape,
   message,
@@ -406,7 +406,7 @@ export class Session {
       let event: AuditEvent | null = null;
       if (!erased) {
         try {
-          event = decodeEvent(r.eventBytes);
+          event = decodeEventFast(r.eventBytes);
         } catch (err) {
           violation = { fault: 'invalid_event', seq: r.seq, detail: (err as Error).message };
           break;
