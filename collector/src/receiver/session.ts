@@ -25,6 +25,7 @@ import {
 } from '@sealtrail/proto';
 import type { Logger } from '@sealtrail/telemetry';
 import type { AgentState, IncomingRecord, Spool } from '../spool/spool.js';
+import type { InHandBudget } from './budget.js';
 import type { ReceiverMetrics } from './metrics.js';
 
 const HELLO_TIMEOUT_MS = 10_000;
@@ -47,11 +48,21 @@ export interface SessionDeps {
   spool: Spool;
   log: Logger;
   metrics: ReceiverMetrics;
+  /** Shared by all streams: bytes read and not yet finished. */
+  budget: InHandBudget;
   /** Trust an unknown agent's key on first use (no enrollment yet in this build). */
   trustOnFirstUse: boolean;
   /** Called once the agent is authenticated; returns when an older stream of the same agent has wound down. */
   claim(agentId: string, session: Session): Promise<AgentState | undefined>;
   release(agentId: string, session: Session): void;
+}
+
+/** What a request holds in memory while in hand, near enough: its payload bytes. */
+function requestBytes(req: StreamRequest): number {
+  if (req.body.case !== 'batch') return 0;
+  let n = 0;
+  for (const r of req.body.value.records) n += r.eventBytes.length + r.eventHash.length + 64;
+  return n;
 }
 
 export function publicKeyFromRaw(raw: Uint8Array) {
@@ -89,9 +100,11 @@ export class Session {
         this.refuse(new SessionRefused(status.DEADLINE_EXCEEDED, 'hello_timeout', 'no hello within 10 s')),
       HELLO_TIMEOUT_MS,
     );
+    const budget = this.deps.budget;
     return new Promise<void>((resolve) => {
       const end = () => {
         clearTimeout(timer);
+        budget.forget(this.resumeReading);
         this.done = true;
         void this.drained().finally(() => {
           if (this.agentId) this.deps.release(this.agentId, this);
@@ -100,11 +113,13 @@ export class Session {
       };
       this.call.on('data', (req: StreamRequest) => {
         clearTimeout(timer);
-        // Backpressure: with a few requests in hand (one verifying, one being fsynced), stop
-        // reading the stream; HTTP/2 flow control then holds the agent back, and memory stays
-        // bounded per agent however many agents connect.
+        // Backpressure: with a few requests in hand (one verifying, one being fsynced), or when
+        // all streams together hold the collector's budget, stop reading the stream; HTTP/2 flow
+        // control then holds the agent back, and memory stays bounded however many agents send.
+        const bytes = requestBytes(req);
         this.inHand++;
-        if (this.inHand >= MAX_IN_HAND && !this.paused) {
+        budget.take(bytes);
+        if ((this.inHand >= MAX_IN_HAND || budget.over) && !this.paused) {
           this.paused = true;
           this.call.pause();
         }
@@ -113,10 +128,8 @@ export class Session {
           if (released) return;
           released = true;
           this.inHand--;
-          if (this.paused && this.inHand < MAX_IN_HAND) {
-            this.paused = false;
-            this.call.resume();
-          }
+          budget.give(bytes);
+          if (this.paused && this.inHand < MAX_IN_HAND) budget.whenRoom(this.resumeReading);
         };
         // Requests are handled strictly in order: a batch's verification needs the previous one's result.
         this.queue = this.queue
@@ -135,6 +148,12 @@ export class Session {
       this.call.on('close', end);
     });
   }
+
+  private readonly resumeReading = () => {
+    if (!this.paused || this.inHand >= MAX_IN_HAND) return;
+    this.paused = false;
+    this.call.resume();
+  };
 
   /** Stops this stream (a newer one for the same agent took over, or shutdown). */
   cancel(reason: string): void {
