@@ -478,8 +478,6 @@ export class Session {
         break;
       }
       verifier.accept(step.position);
-      next.seq = String(r.seq);
-      next.hash = Buffer.from(step.position.hash).toString('hex');
       accepted.push({
         chainId,
         seq: r.seq,
@@ -495,6 +493,11 @@ export class Session {
     // If a commit fails the stream is refused, and the next stream starts from what is on disk.
     let committed: Promise<unknown> = Promise.resolve();
     if (accepted.length > 0) {
+      // The new head, once per batch rather than per record (nothing in the loop reads it after
+      // a record of this chain was accepted).
+      const head = verifier.head!;
+      next.seq = String(head.seq);
+      next.hash = Buffer.from(head.hash).toString('hex');
       next.last_seen = new Date().toISOString();
       next.records += accepted.length;
       const p = this.deps.spool.commit(next, accepted);

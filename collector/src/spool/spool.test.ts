@@ -6,7 +6,7 @@ import { uuidBytes } from '@sealtrail/chain';
 import { newEventId } from '@sealtrail/event';
 import { ClassicLevel } from 'classic-level';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { type AgentState, type IncomingRecord, Spool } from './spool.js';
+import { type AgentState, eventIdKey, type IncomingRecord, Spool } from './spool.js';
 
 let dir: string;
 let spool: Spool;
@@ -222,5 +222,44 @@ describe('spool: event-id dedupe across group commits', () => {
     expect(stored).toHaveLength(1000);
     expect(stored.map((r) => r.offset)).toEqual(stored.map((_, i) => BigInt(i)));
     expect(spool.headOffset).toBe(999n);
+  });
+});
+
+describe('spool: event-id keys', () => {
+  it('parses ids as uuidBytes does, takes either case as the same id, and refuses what is not a UUID', async () => {
+    for (let i = 0; i < 1000; i++) {
+      const id = i % 2 ? newEventId() : randomUUID();
+      expect(eventIdKey(id)).toEqual(Buffer.concat([Buffer.from('i'), uuidBytes(id)]));
+      expect(eventIdKey(id.toUpperCase())).toEqual(eventIdKey(id));
+    }
+    for (const bad of [
+      '',
+      'x'.repeat(36),
+      '01936c2e-8a00-7000-8000-00000000000g',
+      '01936c2e8a00-7000-8000-0000000000001',
+    ])
+      expect(() => eventIdKey(bad)).toThrow(/not a UUID/);
+    const id = newEventId();
+    await spool.commit(
+      agentState(),
+      records(randomUUID(), 0n, 0n, 0, () => id),
+    );
+    const again = await spool.commit(
+      agentState(),
+      records(randomUUID(), 0n, 0n, 0, () => id.toUpperCase()),
+    );
+    expect(again.duplicateIds).toBe(1);
+  });
+
+  it('refuses a commit whose event id is not a UUID, and keeps serving the next ones', async () => {
+    const a = agentState();
+    await expect(
+      spool.commit(
+        a,
+        records(randomUUID(), 0n, 0n, 0, () => 'not-an-id'),
+      ),
+    ).rejects.toThrow(/not a UUID/);
+    expect((await spool.commit(a, records(randomUUID(), 0n, 1n))).duplicateIds).toBe(0);
+    expect(await storedRecords()).toHaveLength(2);
   });
 });

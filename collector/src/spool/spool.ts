@@ -132,6 +132,38 @@ function uuidString(b: Buffer): string {
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
 }
 
+/** 's' u64be(offset), without the intermediate buffers of `key` (one per record). */
+function recordKey(offset: bigint): Buffer {
+  const k = Buffer.allocUnsafe(9);
+  k[0] = 0x73;
+  k.writeBigUInt64BE(offset, 1);
+  return k;
+}
+
+/**
+ * 'i' event_id(16), parsed straight into the key (one per record). A UUID's hex digits in
+ * either case name the same id (RFC 9562); anything else goes to `uuidBytes`, which throws.
+ */
+export function eventIdKey(id: string): Buffer {
+  const k = Buffer.allocUnsafe(17);
+  k[0] = 0x69;
+  if (
+    id.length === 36 &&
+    id[8] === '-' &&
+    id[13] === '-' &&
+    id[18] === '-' &&
+    id[23] === '-' &&
+    k.write(id.slice(0, 8), 1, 'hex') === 4 &&
+    k.write(id.slice(9, 13), 5, 'hex') === 2 &&
+    k.write(id.slice(14, 18), 7, 'hex') === 2 &&
+    k.write(id.slice(19, 23), 9, 'hex') === 2 &&
+    k.write(id.slice(24), 11, 'hex') === 6
+  ) {
+    return k;
+  }
+  return key('i', uuidBytes(id));
+}
+
 function dlKey(prefix: string, exporter: string, n: bigint): Buffer {
   return key(prefix, Buffer.from(exporter), Buffer.from([0]), u64(n));
 }
@@ -267,7 +299,7 @@ export class Spool extends EventEmitter<{ committed: [bigint] }> {
     // A spool from before the range layout: one key per seq, holding the hash itself.
     if (v.length === HASH_BYTES) return first === seq ? v : undefined;
     if (seq >= first + v.readBigUInt64BE(8)) return undefined;
-    const rec = await this.db.get(key('s', u64(v.readBigUInt64BE(0) + (seq - first))));
+    const rec = await this.db.get(recordKey(v.readBigUInt64BE(0) + (seq - first)));
     return rec ? Buffer.from(decodeRecord(0n, rec).recordHash) : undefined;
   }
 
@@ -358,9 +390,8 @@ export class Spool extends EventEmitter<{ committed: [bigint] }> {
   ): Promise<{ ok: true; keys: Buffer[]; known: (Buffer | undefined)[] } | { ok: false; err: unknown }> {
     // Erased records have no event id to dedupe on.
     const keys: Buffer[] = [];
-    for (const g of group)
-      for (const r of g.records) if (!r.erased) keys.push(key('i', uuidBytes(r.eventId)));
     try {
+      for (const g of group) for (const r of g.records) if (!r.erased) keys.push(eventIdKey(r.eventId));
       return { ok: true, keys, known: keys.length > 0 ? await this.db.getMany(keys) : [] };
     } catch (err) {
       return { ok: false, err };
@@ -421,7 +452,7 @@ export class Spool extends EventEmitter<{ committed: [bigint] }> {
         run.count++;
         ops.push({
           type: 'put',
-          key: key('s', u64(offset)),
+          key: recordKey(offset),
           value: encodeRecord(agentBytes, run.chain, r, now, duplicateId),
         });
         offset++;
@@ -472,7 +503,7 @@ export class Spool extends EventEmitter<{ committed: [bigint] }> {
   /** Up to one record per offset asked, `undefined` where none is stored. */
   async readOffsets(offsets: bigint[]): Promise<(StoredRecord | undefined)[]> {
     if (offsets.length === 0) return [];
-    const values = await this.db.getMany(offsets.map((o) => key('s', u64(o))));
+    const values = await this.db.getMany(offsets.map(recordKey));
     return values.map((v, i) => (v ? decodeRecord(offsets[i]!, v) : undefined));
   }
 

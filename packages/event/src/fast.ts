@@ -69,11 +69,21 @@ function isTextRecord(v: unknown, keys: Set<string>): boolean {
   return true;
 }
 
+/** The last host id that matched: one agent's events all carry the same one. */
+let knownHostId = '';
+
+function isHostId(id: unknown): boolean {
+  if (id === knownHostId) return true;
+  if (typeof id !== 'string' || !UUID.test(id)) return false;
+  knownHostId = id;
+  return true;
+}
+
 function isHost(v: unknown): boolean {
   if (!isObject(v)) return false;
   let n = 0;
   for (const _ in v) n++;
-  return n === 3 && typeof v.id === 'string' && UUID.test(v.id) && isText(v.name) && isText(v.os);
+  return n === 3 && isHostId(v.id) && isText(v.name) && isText(v.os);
 }
 
 function isSource(v: unknown): boolean {
