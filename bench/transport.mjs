@@ -12,10 +12,11 @@
 //      BENCH_TRANSPORT_RATE (events/s per agent, 100), BENCH_TRANSPORT_SECONDS (20),
 //      BENCH_TRANSPORT_BURST (events per agent in the unthrottled run, 1,000),
 //      BENCH_TRANSPORT_PARTS (which of 1,2,3 to run; all by default),
-//      BENCH_TRANSPORT_PROFILE (a directory: the collector writes a V8 CPU profile there on exit).
+//      BENCH_TRANSPORT_PROFILE (a directory: the collector writes a V8 CPU profile there on exit),
+//      BENCH_TRANSPORT_NODE_FLAGS (extra node flags for the collector, e.g. --max-semi-space-size=32).
 import { execFile, spawn } from 'node:child_process';
 import { generateKeyPairSync, randomUUID, sign } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -34,6 +35,7 @@ const SECONDS = Number(process.env.BENCH_TRANSPORT_SECONDS ?? 20);
 const BURST = Number(process.env.BENCH_TRANSPORT_BURST ?? 1_000);
 const PARTS = new Set((process.env.BENCH_TRANSPORT_PARTS ?? '1,2,3').split(',').map(Number));
 const PROFILE = process.env.BENCH_TRANSPORT_PROFILE;
+const NODE_FLAGS = (process.env.BENCH_TRANSPORT_NODE_FLAGS ?? '').split(' ').filter(Boolean);
 const BATCH = 1_000;
 const WINDOW = 8;
 
@@ -77,6 +79,31 @@ function procMemMiB(pid) {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const kb = (k) => Number(new RegExp(`${k}:\\s+(\\d+)`).exec(status)?.[1] ?? 0);
   return { rss: Math.round(kb('VmRSS') / 1024), peak: Math.round(kb('VmHWM') / 1024) };
+}
+/** CPU seconds of each of a process's threads, summed by thread name (main: the pid's own). */
+function procThreadCpu(pid) {
+  const out = {};
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const name =
+        tid === String(pid) ? 'main' : readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim();
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      out[name] = (out[name] ?? 0) + (Number(f[11]) + Number(f[12])) / CLK_TCK;
+    } catch {
+      // the thread ended
+    }
+  }
+  return out;
+}
+/** Per thread name, µs of CPU per event between two procThreadCpu readings. */
+function threadSplit(before, after, events) {
+  return Object.entries(after)
+    .map(([k, v]) => [k, v - (before[k] ?? 0)])
+    .filter(([, v]) => v > 0)
+    .sort((a, b) => b[1] - a[1])
+    .map(([k, v]) => `${k} ${usPer(v, events)}`)
+    .join(', ');
 }
 /** Measures a phase: wall time, and the collector's CPU (% of one core, and seconds) over it. */
 function meter(pid) {
@@ -292,6 +319,7 @@ function startProc(args, readyUrl) {
 const collector = await startProc(
   [
     ...(PROFILE ? ['--cpu-prof', '--cpu-prof-dir', PROFILE] : []),
+    ...NODE_FLAGS,
     COLLECTOR_BIN,
     'run',
     '--config',
@@ -403,8 +431,10 @@ if (PARTS.has(2)) {
   a.seal(ONE_AGENT_EVENTS);
   await a.connect();
   const stop = meter(collector.pid);
+  const threads0 = procThreadCpu(collector.pid);
   await waitUntil('every ack', () => a.acked === a.head, 600_000);
   const m = stop();
+  const threads = threadSplit(threads0, procThreadCpu(collector.pid), ONE_AGENT_EVENTS);
   const rate = ONE_AGENT_EVENTS / m.wall;
   const size = a.bytes / a.records.length;
   console.log(
@@ -413,6 +443,7 @@ if (PARTS.has(2)) {
       `collector CPU ${m.collectorCpu.toFixed(0)}% (${usPer(m.cpuS, ONE_AGENT_EVENTS)} µs/event), ` +
       `bench client CPU ${m.benchCpu.toFixed(0)}%, RSS ${m.rss} MiB`,
   );
+  console.log(`  collector CPU by thread (µs/event): ${threads}`);
   a.close();
 }
 
