@@ -29,8 +29,13 @@ import type { InHandBudget } from './budget.js';
 import type { ReceiverMetrics } from './metrics.js';
 
 const HELLO_TIMEOUT_MS = 10_000;
-/** Requests read from one agent's stream and not yet finished (a batch: until its ack). */
-const MAX_IN_HAND = 3;
+/**
+ * What one agent's stream may hold read and not yet finished (a batch: until its ack): a few
+ * full batches (one verifying, one or two being fsynced), or more small ones, so an agent that
+ * sends a trickle of small batches is not held to three per group-commit latency.
+ */
+const MAX_IN_HAND = 16;
+const MAX_IN_HAND_BYTES = 1024 * 1024;
 
 export type Call = grpc.ServerDuplexStream<StreamRequest, StreamResponse>;
 
@@ -77,6 +82,7 @@ export class Session {
   private state: AgentState | null = null;
   private queue: Promise<void> = Promise.resolve();
   private inHand = 0;
+  private inHandBytes = 0;
   private paused = false;
   /** Commits in flight, in order; each batch's ack follows its commit. */
   private commits: Promise<void> = Promise.resolve();
@@ -113,13 +119,14 @@ export class Session {
       };
       this.call.on('data', (req: StreamRequest) => {
         clearTimeout(timer);
-        // Backpressure: with a few requests in hand (one verifying, one being fsynced), or when
+        // Backpressure: with its share in hand (see MAX_IN_HAND), or when
         // all streams together hold the collector's budget, stop reading the stream; HTTP/2 flow
         // control then holds the agent back, and memory stays bounded however many agents send.
         const bytes = requestBytes(req);
         this.inHand++;
+        this.inHandBytes += bytes;
         budget.take(bytes);
-        if ((this.inHand >= MAX_IN_HAND || budget.over) && !this.paused) {
+        if ((this.full || budget.over) && !this.paused) {
           this.paused = true;
           this.call.pause();
         }
@@ -128,8 +135,9 @@ export class Session {
           if (released) return;
           released = true;
           this.inHand--;
+          this.inHandBytes -= bytes;
           budget.give(bytes);
-          if (this.paused && this.inHand < MAX_IN_HAND) budget.whenRoom(this.resumeReading);
+          if (this.paused && !this.full) budget.whenRoom(this.resumeReading);
         };
         // Requests are handled strictly in order: a batch's verification needs the previous one's result.
         this.queue = this.queue
@@ -149,8 +157,12 @@ export class Session {
     });
   }
 
+  private get full(): boolean {
+    return this.inHand >= MAX_IN_HAND || this.inHandBytes >= MAX_IN_HAND_BYTES;
+  }
+
   private readonly resumeReading = () => {
-    if (!this.paused || this.inHand >= MAX_IN_HAND) return;
+    if (!this.paused || this.full) return;
     this.paused = false;
     this.call.resume();
   };
