@@ -395,7 +395,9 @@ export class Session {
     let lastDuplicate: bigint | null = null;
     let violation: { fault: string; seq: bigint; detail: string } | null = null;
     const resets: Record<string, unknown>[] = [];
-    const next = structuredClone(state);
+    // A copy to change while this batch is verified: the loop only sets top-level fields and
+    // appends to `chains` (structuredClone cost as much as hashing a few records).
+    const next: AgentState = { ...state, chains: [...state.chains] };
     // The current chain continues from its verified head; any other chain must open at record 0.
     const verifier =
       next.chain_id === chainId
