@@ -105,6 +105,25 @@ describe('receiver flow control', () => {
     const gauge = await registry.getSingleMetric('sealtrail_receiver_in_hand_bytes')!.get();
     expect(gauge.values[0]!.value).toBe(0);
   });
+
+  it('a stream refused with batches in hand gives their bytes back', async () => {
+    const { receiver, registry } = await start();
+    const client = createClient(Ingest, receiver.boundAddress, grpc.credentials.createInsecure());
+    cleanup.push(() => client.close());
+    const inHand = async () =>
+      (await registry.getSingleMetric('sealtrail_receiver_in_hand_bytes')!.get()).values[0]!.value;
+    const agent = new FakeAgent();
+    // Batches before authentication: the first is refused before any commit is set up.
+    const c = new Conn(client);
+    c.hello(agent);
+    await c.expect('challenge');
+    c.batch(agent.chainId, agent.grow(50));
+    c.batch(agent.chainId, agent.grow(50));
+    expect((await c.expect('refusal')).code).toBe('not_authenticated');
+    await c.status;
+    for (let i = 0; i < 100 && (await inHand()) !== 0; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(await inHand()).toBe(0);
+  });
 });
 
 describe('InHandBudget', () => {

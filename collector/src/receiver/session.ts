@@ -83,6 +83,7 @@ export class Session {
   private queue: Promise<void> = Promise.resolve();
   private inHand = 0;
   private inHandBytes = 0;
+  private readonly unreleased = new Set<() => void>();
   private paused = false;
   /** Commits in flight, in order; each batch's ack follows its commit. */
   private commits: Promise<void> = Promise.resolve();
@@ -113,6 +114,9 @@ export class Session {
         budget.forget(this.resumeReading);
         this.done = true;
         void this.drained().finally(() => {
+          // A request refused before its commit was set up is never released by it: its bytes
+          // would stay counted against every other stream's budget.
+          for (const r of this.unreleased) r();
           if (this.agentId) this.deps.release(this.agentId, this);
           resolve();
         });
@@ -134,11 +138,13 @@ export class Session {
         const release = () => {
           if (released) return;
           released = true;
+          this.unreleased.delete(release);
           this.inHand--;
           this.inHandBytes -= bytes;
           budget.give(bytes);
           if (this.paused && !this.full) budget.whenRoom(this.resumeReading);
         };
+        this.unreleased.add(release);
         // Requests are handled strictly in order: a batch's verification needs the previous one's result.
         this.queue = this.queue
           .then(() => (this.done ? undefined : this.handle(req, release)))
