@@ -12,10 +12,11 @@
 //      BENCH_TRANSPORT_RATE (events/s per agent, 100), BENCH_TRANSPORT_SECONDS (20),
 //      BENCH_TRANSPORT_BURST (events per agent in the unthrottled run, 1,000),
 //      BENCH_TRANSPORT_PARTS (which of 1,2,3 to run; all by default),
-//      BENCH_TRANSPORT_PROFILE (a directory: the collector writes a V8 CPU profile there on exit).
+//      BENCH_TRANSPORT_PROFILE (a directory: the collector writes a V8 CPU profile there on exit),
+//      BENCH_TRANSPORT_NODE_FLAGS (extra node flags for the collector, e.g. --max-semi-space-size=32).
 import { execFile, spawn } from 'node:child_process';
 import { generateKeyPairSync, randomUUID, sign } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -34,6 +35,7 @@ const SECONDS = Number(process.env.BENCH_TRANSPORT_SECONDS ?? 20);
 const BURST = Number(process.env.BENCH_TRANSPORT_BURST ?? 1_000);
 const PARTS = new Set((process.env.BENCH_TRANSPORT_PARTS ?? '1,2,3').split(',').map(Number));
 const PROFILE = process.env.BENCH_TRANSPORT_PROFILE;
+const NODE_FLAGS = (process.env.BENCH_TRANSPORT_NODE_FLAGS ?? '').split(' ').filter(Boolean);
 const BATCH = 1_000;
 const WINDOW = 8;
 
@@ -43,6 +45,8 @@ const AGENT_BIN = join(ROOT, 'agent/bin/sealtrail-agent.js');
 const run = promisify(execFile);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const fmt = (n) => Math.round(n).toLocaleString('en-US');
+/** CPU microseconds per event: the figure a shared or busy machine disturbs least. */
+const usPer = (cpuS, events) => ((cpuS * 1e6) / events).toFixed(1);
 
 function freePort() {
   return new Promise((resolve, reject) => {
@@ -76,7 +80,32 @@ function procMemMiB(pid) {
   const kb = (k) => Number(new RegExp(`${k}:\\s+(\\d+)`).exec(status)?.[1] ?? 0);
   return { rss: Math.round(kb('VmRSS') / 1024), peak: Math.round(kb('VmHWM') / 1024) };
 }
-/** Measures a phase: wall time, and the collector's CPU (% of one core) over it. */
+/** CPU seconds of each of a process's threads, summed by thread name (main: the pid's own). */
+function procThreadCpu(pid) {
+  const out = {};
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const name =
+        tid === String(pid) ? 'main' : readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim();
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      out[name] = (out[name] ?? 0) + (Number(f[11]) + Number(f[12])) / CLK_TCK;
+    } catch {
+      // the thread ended
+    }
+  }
+  return out;
+}
+/** Per thread name, µs of CPU per event between two procThreadCpu readings. */
+function threadSplit(before, after, events) {
+  return Object.entries(after)
+    .map(([k, v]) => [k, v - (before[k] ?? 0)])
+    .filter(([, v]) => v > 0)
+    .sort((a, b) => b[1] - a[1])
+    .map(([k, v]) => `${k} ${usPer(v, events)}`)
+    .join(', ');
+}
+/** Measures a phase: wall time, and the collector's CPU (% of one core, and seconds) over it. */
 function meter(pid) {
   const t0 = performance.now();
   const c0 = procCpuSeconds(pid);
@@ -84,9 +113,11 @@ function meter(pid) {
   return () => {
     const wall = (performance.now() - t0) / 1000;
     const b = process.cpuUsage(b0);
+    const cpuS = procCpuSeconds(pid) - c0;
     return {
       wall,
-      collectorCpu: (100 * (procCpuSeconds(pid) - c0)) / wall,
+      cpuS,
+      collectorCpu: (100 * cpuS) / wall,
       benchCpu: (100 * (b.user + b.system)) / 1e6 / wall,
       ...procMemMiB(pid),
     };
@@ -288,6 +319,7 @@ function startProc(args, readyUrl) {
 const collector = await startProc(
   [
     ...(PROFILE ? ['--cpu-prof', '--cpu-prof-dir', PROFILE] : []),
+    ...NODE_FLAGS,
     COLLECTOR_BIN,
     'run',
     '--config',
@@ -375,14 +407,18 @@ sources:
   // verification on open) is not counted.
   await waitUntil('the first record', async () => (await spoolHead()) > before);
   const stop = meter(collector.pid);
+  const agentCpu0 = procCpuSeconds(agent.pid);
   const first = await spoolHead();
   await waitUntil('the whole journal', async () => (await spoolHead()) >= target, 600_000);
   const m = stop();
-  const rate = (target - first) / m.wall;
+  const agentCpuS = procCpuSeconds(agent.pid) - agentCpu0;
+  const n = target - first;
+  const rate = n / m.wall;
   console.log(
     `1 agent (real agent binary, journal of ${fmt(ONE_AGENT_EVENTS)} × ~${Math.round(bytes / ONE_AGENT_EVENTS)} B): ` +
       `${fmt(rate)} events/s (${((rate * (bytes / ONE_AGENT_EVENTS)) / 1024 ** 2).toFixed(1)} MiB/s), ` +
-      `collector CPU ${m.collectorCpu.toFixed(0)}%, RSS ${m.rss} MiB`,
+      `collector CPU ${m.collectorCpu.toFixed(0)}% (${usPer(m.cpuS, n)} µs/event), ` +
+      `agent CPU ${((100 * agentCpuS) / m.wall).toFixed(0)}% (${usPer(agentCpuS, n)} µs/event), RSS ${m.rss} MiB`,
   );
   agent.kill('SIGTERM');
   await new Promise((r) => agent.once('exit', r));
@@ -395,15 +431,19 @@ if (PARTS.has(2)) {
   a.seal(ONE_AGENT_EVENTS);
   await a.connect();
   const stop = meter(collector.pid);
+  const threads0 = procThreadCpu(collector.pid);
   await waitUntil('every ack', () => a.acked === a.head, 600_000);
   const m = stop();
+  const threads = threadSplit(threads0, procThreadCpu(collector.pid), ONE_AGENT_EVENTS);
   const rate = ONE_AGENT_EVENTS / m.wall;
   const size = a.bytes / a.records.length;
   console.log(
     `1 agent (protocol client, ${fmt(ONE_AGENT_EVENTS)} × ~${Math.round(size)} B sealed beforehand): ` +
       `${fmt(rate)} events/s (${((rate * size) / 1024 ** 2).toFixed(1)} MiB/s), ` +
-      `collector CPU ${m.collectorCpu.toFixed(0)}%, bench client CPU ${m.benchCpu.toFixed(0)}%, RSS ${m.rss} MiB`,
+      `collector CPU ${m.collectorCpu.toFixed(0)}% (${usPer(m.cpuS, ONE_AGENT_EVENTS)} µs/event), ` +
+      `bench client CPU ${m.benchCpu.toFixed(0)}%, RSS ${m.rss} MiB`,
   );
+  console.log(`  collector CPU by thread (µs/event): ${threads}`);
   a.close();
 }
 
@@ -437,7 +477,7 @@ if (PARTS.has(3)) {
   const m = stop();
   console.log(
     `${AGENTS} agents × ${RATE} events/s for ${SECONDS} s: ${fmt((total() - start) / m.wall)} events/s stored, ` +
-      `collector CPU ${m.collectorCpu.toFixed(0)}%, RSS ${m.rss} MiB (peak ${m.peak} MiB), ` +
+      `collector CPU ${m.collectorCpu.toFixed(0)}% (${usPer(m.cpuS, total() - start)} µs/event), RSS ${m.rss} MiB (peak ${m.peak} MiB), ` +
       `bench client CPU ${m.benchCpu.toFixed(0)}%`,
   );
 
@@ -450,7 +490,7 @@ if (PARTS.has(3)) {
   const bm = bstop();
   console.log(
     `${AGENTS} agents × ${fmt(BURST)} events, unthrottled: ${fmt((total() - burstStart) / bm.wall)} events/s stored, ` +
-      `collector CPU ${bm.collectorCpu.toFixed(0)}%, RSS ${bm.rss} MiB (peak ${bm.peak} MiB), ` +
+      `collector CPU ${bm.collectorCpu.toFixed(0)}% (${usPer(bm.cpuS, total() - burstStart)} µs/event), RSS ${bm.rss} MiB (peak ${bm.peak} MiB), ` +
       `bench client CPU ${bm.benchCpu.toFixed(0)}%`,
   );
   for (const a of agents) a.close();

@@ -1,8 +1,17 @@
-import { Counter, type Registry } from '@sealtrail/telemetry';
+import { Counter, Gauge, type Registry } from '@sealtrail/telemetry';
 
-export function receiverMetrics(registry: Registry) {
+/** `inHandBytes`: read by the gauge at each scrape. */
+export function receiverMetrics(registry: Registry, inHandBytes: () => number = () => 0) {
   const registers = [registry];
   return {
+    inHand: new Gauge({
+      name: 'sealtrail_receiver_in_hand_bytes',
+      help: 'Bytes of batches read from agent streams and not yet committed and acked',
+      registers,
+      collect() {
+        this.set(inHandBytes());
+      },
+    }),
     streams: new Counter({
       name: 'sealtrail_receiver_streams_total',
       help: 'Agent streams opened',

@@ -3,9 +3,11 @@ import * as grpc from '@grpc/grpc-js';
 import { addService, Ingest } from '@sealtrail/proto';
 import type { Logger, Registry } from '@sealtrail/telemetry';
 import type { AgentState, Spool } from '../spool/spool.js';
+import { DEFAULT_IN_HAND_BYTES, InHandBudget } from './budget.js';
 import { enrollHandler } from './enroll.js';
 import { receiverMetrics } from './metrics.js';
 import { type Call, Session } from './session.js';
+import { DEFAULT_WINDOW_BYTES, setConnectionWindow, setStreamWindow } from './window.js';
 
 export interface TlsFiles {
   cert: Buffer;
@@ -23,6 +25,10 @@ export interface ReceiverOptions {
   log: Logger;
   registry: Registry;
   maxMessageBytes: number;
+  /** HTTP/2 receive window per stream and per connection (default: 1 MiB, a whole batch). */
+  windowBytes?: number;
+  /** Bytes all streams together may hold unfinished before they stop reading (default 64 MiB). */
+  inHandBytes?: number;
 }
 
 export class Receiver {
@@ -32,20 +38,27 @@ export class Receiver {
   private readonly changing = new Map<string, Promise<void>>();
   private readonly all = new Set<Session>();
   private listening = false;
+  private readonly windowBytes: number;
   boundAddress = '';
 
   constructor(private readonly o: ReceiverOptions) {
+    this.windowBytes = o.windowBytes ?? DEFAULT_WINDOW_BYTES;
     this.server = new grpc.Server({
       'grpc.max_receive_message_length': o.maxMessageBytes,
       'grpc.keepalive_time_ms': 30_000,
       'grpc.keepalive_permit_without_calls': 1,
       'grpc.http2.min_ping_interval_without_data_ms': 5_000,
+      // Read by grpc-js releases that support it on the server; set by hand below until then.
+      'grpc-node.flow_control_window': this.windowBytes,
     });
-    const metrics = receiverMetrics(o.registry);
+    setStreamWindow(this.server, this.windowBytes);
+    const budget = new InHandBudget(o.inHandBytes ?? DEFAULT_IN_HAND_BYTES);
+    const metrics = receiverMetrics(o.registry, () => budget.bytes);
     const deps = {
       spool: o.spool,
       log: o.log,
       metrics,
+      budget,
       trustOnFirstUse: o.tls === null,
       claim: (agentId: string, s: Session) => this.claim(agentId, s),
       release: (agentId: string, s: Session) => {
@@ -122,6 +135,7 @@ export class Receiver {
     const port = await new Promise<number>((resolve, reject) =>
       this.server.bindAsync(this.o.listen, creds, (err, p) => (err ? reject(err) : resolve(p))),
     );
+    setConnectionWindow(this.server, this.windowBytes);
     this.boundAddress = `${this.o.listen.slice(0, this.o.listen.lastIndexOf(':'))}:${port}`;
     this.listening = true;
     if (tls)

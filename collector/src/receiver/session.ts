@@ -14,7 +14,7 @@ import { createPublicKey, type KeyObject, randomBytes, verify } from 'node:crypt
 import type * as grpc from '@grpc/grpc-js';
 import { status } from '@grpc/grpc-js';
 import { ChainVerifier, challengeMessage, checkpointMessage, uuidBytes } from '@sealtrail/chain';
-import { type AuditEvent, decodeEvent } from '@sealtrail/event';
+import { type AuditEvent, decodeEventFast } from '@sealtrail/event';
 import {
   type MessageInitShape,
   message,
@@ -25,11 +25,17 @@ import {
 } from '@sealtrail/proto';
 import type { Logger } from '@sealtrail/telemetry';
 import type { AgentState, IncomingRecord, Spool } from '../spool/spool.js';
+import type { InHandBudget } from './budget.js';
 import type { ReceiverMetrics } from './metrics.js';
 
 const HELLO_TIMEOUT_MS = 10_000;
-/** Requests read from one agent's stream and not yet finished (a batch: until its ack). */
-const MAX_IN_HAND = 3;
+/**
+ * What one agent's stream may hold read and not yet finished (a batch: until its ack): a few
+ * full batches (one verifying, one or two being fsynced), or more small ones, so an agent that
+ * sends a trickle of small batches is not held to three per group-commit latency.
+ */
+const MAX_IN_HAND = 16;
+const MAX_IN_HAND_BYTES = 1024 * 1024;
 
 export type Call = grpc.ServerDuplexStream<StreamRequest, StreamResponse>;
 
@@ -47,11 +53,21 @@ export interface SessionDeps {
   spool: Spool;
   log: Logger;
   metrics: ReceiverMetrics;
+  /** Shared by all streams: bytes read and not yet finished. */
+  budget: InHandBudget;
   /** Trust an unknown agent's key on first use (no enrollment yet in this build). */
   trustOnFirstUse: boolean;
   /** Called once the agent is authenticated; returns when an older stream of the same agent has wound down. */
   claim(agentId: string, session: Session): Promise<AgentState | undefined>;
   release(agentId: string, session: Session): void;
+}
+
+/** What a request holds in memory while in hand, near enough: its payload bytes. */
+function requestBytes(req: StreamRequest): number {
+  if (req.body.case !== 'batch') return 0;
+  let n = 0;
+  for (const r of req.body.value.records) n += r.eventBytes.length + r.eventHash.length + 64;
+  return n;
 }
 
 export function publicKeyFromRaw(raw: Uint8Array) {
@@ -66,6 +82,8 @@ export class Session {
   private state: AgentState | null = null;
   private queue: Promise<void> = Promise.resolve();
   private inHand = 0;
+  private inHandBytes = 0;
+  private readonly unreleased = new Set<() => void>();
   private paused = false;
   /** Commits in flight, in order; each batch's ack follows its commit. */
   private commits: Promise<void> = Promise.resolve();
@@ -89,22 +107,30 @@ export class Session {
         this.refuse(new SessionRefused(status.DEADLINE_EXCEEDED, 'hello_timeout', 'no hello within 10 s')),
       HELLO_TIMEOUT_MS,
     );
+    const budget = this.deps.budget;
     return new Promise<void>((resolve) => {
       const end = () => {
         clearTimeout(timer);
+        budget.forget(this.resumeReading);
         this.done = true;
         void this.drained().finally(() => {
+          // A request refused before its commit was set up is never released by it: its bytes
+          // would stay counted against every other stream's budget.
+          for (const r of this.unreleased) r();
           if (this.agentId) this.deps.release(this.agentId, this);
           resolve();
         });
       };
       this.call.on('data', (req: StreamRequest) => {
         clearTimeout(timer);
-        // Backpressure: with a few requests in hand (one verifying, one being fsynced), stop
-        // reading the stream; HTTP/2 flow control then holds the agent back, and memory stays
-        // bounded per agent however many agents connect.
+        // Backpressure: with its share in hand (see MAX_IN_HAND), or when
+        // all streams together hold the collector's budget, stop reading the stream; HTTP/2 flow
+        // control then holds the agent back, and memory stays bounded however many agents send.
+        const bytes = requestBytes(req);
         this.inHand++;
-        if (this.inHand >= MAX_IN_HAND && !this.paused) {
+        this.inHandBytes += bytes;
+        budget.take(bytes);
+        if ((this.full || budget.over) && !this.paused) {
           this.paused = true;
           this.call.pause();
         }
@@ -112,12 +138,13 @@ export class Session {
         const release = () => {
           if (released) return;
           released = true;
+          this.unreleased.delete(release);
           this.inHand--;
-          if (this.paused && this.inHand < MAX_IN_HAND) {
-            this.paused = false;
-            this.call.resume();
-          }
+          this.inHandBytes -= bytes;
+          budget.give(bytes);
+          if (this.paused && !this.full) budget.whenRoom(this.resumeReading);
         };
+        this.unreleased.add(release);
         // Requests are handled strictly in order: a batch's verification needs the previous one's result.
         this.queue = this.queue
           .then(() => (this.done ? undefined : this.handle(req, release)))
@@ -135,6 +162,16 @@ export class Session {
       this.call.on('close', end);
     });
   }
+
+  private get full(): boolean {
+    return this.inHand >= MAX_IN_HAND || this.inHandBytes >= MAX_IN_HAND_BYTES;
+  }
+
+  private readonly resumeReading = () => {
+    if (!this.paused || this.full) return;
+    this.paused = false;
+    this.call.resume();
+  };
 
   /** Stops this stream (a newer one for the same agent took over, or shutdown). */
   cancel(reason: string): void {
@@ -364,7 +401,9 @@ export class Session {
     let lastDuplicate: bigint | null = null;
     let violation: { fault: string; seq: bigint; detail: string } | null = null;
     const resets: Record<string, unknown>[] = [];
-    const next = structuredClone(state);
+    // A copy to change while this batch is verified: the loop only sets top-level fields and
+    // appends to `chains` (structuredClone cost as much as hashing a few records).
+    const next: AgentState = { ...state, chains: [...state.chains] };
     // The current chain continues from its verified head; any other chain must open at record 0.
     const verifier =
       next.chain_id === chainId
@@ -406,7 +445,7 @@ export class Session {
       let event: AuditEvent | null = null;
       if (!erased) {
         try {
-          event = decodeEvent(r.eventBytes);
+          event = decodeEventFast(r.eventBytes);
         } catch (err) {
           violation = { fault: 'invalid_event', seq: r.seq, detail: (err as Error).message };
           break;
@@ -459,8 +498,6 @@ export class Session {
         break;
       }
       verifier.accept(step.position);
-      next.seq = String(r.seq);
-      next.hash = Buffer.from(step.position.hash).toString('hex');
       accepted.push({
         chainId,
         seq: r.seq,
@@ -476,6 +513,11 @@ export class Session {
     // If a commit fails the stream is refused, and the next stream starts from what is on disk.
     let committed: Promise<unknown> = Promise.resolve();
     if (accepted.length > 0) {
+      // The new head, once per batch rather than per record (nothing in the loop reads it after
+      // a record of this chain was accepted).
+      const head = verifier.head!;
+      next.seq = String(head.seq);
+      next.hash = Buffer.from(head.hash).toString('hex');
       next.last_seen = new Date().toISOString();
       next.records += accepted.length;
       const p = this.deps.spool.commit(next, accepted);

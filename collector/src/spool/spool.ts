@@ -5,7 +5,11 @@
  *
  * Layout (binary keys, one-byte prefix):
  *   's' u64be(offset)                     → record (see encodeRecord)      arrival order, feeds exporters
- *   'h' agent(16) chain(16) u64be(seq)    → record_hash(32)                (agent, chain, seq) → hash
+ *   'h' agent(16) chain(16) u64be(seq)    → u64be(offset) u64be(count)     (agent, chain, seq) → hash, by range:
+ *                                                                         records seq … seq+count-1 sit at offsets
+ *                                                                         offset … offset+count-1 (a batch is
+ *                                                                         contiguous); spools written before this
+ *                                                                         layout hold record_hash(32) per seq
  *   'a' agent(16)                         → JSON AgentState                 verified head per agent
  *   'i' event_id(16)                      → u64be(offset) u64be(recv ms)    event-id dedupe
  *   'x' <exporter name>                   → JSON cursor
@@ -15,10 +19,13 @@
  *   't' <token id>                        → JSON {agent_id, used}          used enrollment tokens
  *   'm' <name>                            → meta (next offset, next violation number)
  *
- * Invariants: a commit writes the records, their hashes, the agent's new head and
+ * Invariants: a commit writes the records, their hash range, the agent's new head and
  * the dedupe keys in one `sync: true` batch, and the receiver acks only after it
  * resolved; so an acked record is on disk and an agent head never points past
- * stored records. Commits from all streams are grouped: one fsync serves many.
+ * stored records. Commits from all streams are grouped: one fsync serves many,
+ * and the next group's event-id lookups run while the previous group is fsynced.
+ * A range written at seq s supersedes every range of that chain at s or above
+ * (an operator rewound the head after a fork): those are deleted in the same batch.
  */
 import { EventEmitter } from 'node:events';
 import { mkdirSync } from 'node:fs';
@@ -108,6 +115,7 @@ const FLAG_DUPLICATE_ID = 1;
 const FLAG_ERASED = 2;
 const META_NEXT_OFFSET = Buffer.from('mnext_offset');
 const META_NEXT_VIOLATION = Buffer.from('mnext_violation');
+const MAX_U64 = Buffer.alloc(8, 0xff);
 
 function key(prefix: string, ...parts: Uint8Array[]): Buffer {
   return Buffer.concat([Buffer.from(prefix), ...parts]);
@@ -122,6 +130,38 @@ function u64(n: bigint): Buffer {
 function uuidString(b: Buffer): string {
   const h = b.toString('hex');
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
+
+/** 's' u64be(offset), without the intermediate buffers of `key` (one per record). */
+function recordKey(offset: bigint): Buffer {
+  const k = Buffer.allocUnsafe(9);
+  k[0] = 0x73;
+  k.writeBigUInt64BE(offset, 1);
+  return k;
+}
+
+/**
+ * 'i' event_id(16), parsed straight into the key (one per record). A UUID's hex digits in
+ * either case name the same id (RFC 9562); anything else goes to `uuidBytes`, which throws.
+ */
+export function eventIdKey(id: string): Buffer {
+  const k = Buffer.allocUnsafe(17);
+  k[0] = 0x69;
+  if (
+    id.length === 36 &&
+    id[8] === '-' &&
+    id[13] === '-' &&
+    id[18] === '-' &&
+    id[23] === '-' &&
+    k.write(id.slice(0, 8), 1, 'hex') === 4 &&
+    k.write(id.slice(9, 13), 5, 'hex') === 2 &&
+    k.write(id.slice(14, 18), 7, 'hex') === 2 &&
+    k.write(id.slice(19, 23), 9, 'hex') === 2 &&
+    k.write(id.slice(24), 11, 'hex') === 6
+  ) {
+    return k;
+  }
+  return key('i', uuidBytes(id));
 }
 
 function dlKey(prefix: string, exporter: string, n: bigint): Buffer {
@@ -183,6 +223,8 @@ export class Spool extends EventEmitter<{ committed: [bigint] }> {
   private nextOffset = 0n;
   private queue: CommitRequest[] = [];
   private writing = false;
+  /** Set while `flush` waits for a write in flight: a new commit starts its id lookup at once. */
+  private wake: (() => void) | null = null;
   private closed = false;
   fsyncs = 0;
 
@@ -247,7 +289,37 @@ export class Spool extends EventEmitter<{ committed: [bigint] }> {
   }
 
   async recordHashAt(agentId: string, chainId: string, seq: bigint): Promise<Buffer | undefined> {
-    return this.db.get(key('h', uuidBytes(agentId), uuidBytes(chainId), u64(seq)));
+    const prefix = key('h', uuidBytes(agentId), uuidBytes(chainId));
+    const [hit] = await this.db
+      .iterator({ gte: prefix, lte: Buffer.concat([prefix, u64(seq)]), reverse: true, limit: 1 })
+      .all();
+    if (!hit) return undefined;
+    const [k, v] = hit;
+    const first = k.readBigUInt64BE(33);
+    // A spool from before the range layout: one key per seq, holding the hash itself.
+    if (v.length === HASH_BYTES) return first === seq ? v : undefined;
+    if (seq >= first + v.readBigUInt64BE(8)) return undefined;
+    const rec = await this.db.get(recordKey(v.readBigUInt64BE(0) + (seq - first)));
+    return rec ? Buffer.from(decodeRecord(0n, rec).recordHash) : undefined;
+  }
+
+  /** Highest range start stored per chain (key: agent(16) chain(16) as latin1), read once per chain. */
+  private readonly rangeTop = new Map<string, bigint>();
+
+  /** Deletes of the ranges a range starting at `first` supersedes: none unless the head was rewound. */
+  private async supersededRanges(agent: Buffer, chain: Buffer, first: bigint): Promise<Op[]> {
+    const prefix = key('h', agent, chain);
+    const all = { gte: prefix, lte: Buffer.concat([prefix, MAX_U64]) };
+    const id = prefix.toString('latin1');
+    let top = this.rangeTop.get(id);
+    if (top === undefined) {
+      const [last] = await this.db.keys({ ...all, reverse: true, limit: 1 }).all();
+      top = last ? last.readBigUInt64BE(33) : -1n;
+    }
+    this.rangeTop.set(id, first);
+    if (top < first) return [];
+    const stale = await this.db.keys({ ...all, gte: Buffer.concat([prefix, u64(first)]) }).all();
+    return stale.map((k) => ({ type: 'del', key: k }));
   }
 
   /** Stores verified records and the agent's new head durably; resolves once synced. */
@@ -257,99 +329,165 @@ export class Spool extends EventEmitter<{ committed: [bigint] }> {
     return new Promise((resolve, reject) => {
       this.queue.push({ agent, records, resolve, reject });
       if (!this.writing) void this.flush();
+      else this.wake?.();
     });
   }
 
+  /**
+   * Group commits, two deep: while one group's batch is being fsynced, the next group's
+   * event ids are looked up. That lookup may miss ids of the group still being written,
+   * so those are checked in memory too; and a group never writes before the previous one
+   * is durable (offsets stay in order), nor after it failed.
+   */
   private async flush(): Promise<void> {
     this.writing = true;
+    let writing: Promise<boolean> | null = null;
+    let writingIds = new Set<string>();
     try {
-      while (this.queue.length > 0) {
+      for (;;) {
+        if (this.queue.length === 0) {
+          if (!writing) break;
+          // Wait for the write in flight or for the next commit, whichever comes first.
+          const arrived = new Promise<false>((r) => {
+            this.wake = () => r(false);
+          });
+          const done = await Promise.race([writing.then(() => true), arrived]);
+          this.wake = null;
+          if (done) writing = null;
+          continue;
+        }
         const group = this.queue;
         this.queue = [];
-        await this.writeGroup(group);
+        const looked = await this.lookupIds(group);
+        const previousOk = writing ? await writing : true;
+        if (!looked.ok || !previousOk) {
+          const err = looked.ok
+            ? new SealtrailError('ST_SPOOL_WRITE', 'spool write failed: an earlier group commit failed', {
+                retryable: true,
+              })
+            : looked.err;
+          for (const g of group) g.reject(err);
+          writing = null;
+          writingIds = new Set();
+          continue;
+        }
+        const built = await this.buildGroup(group, looked, writingIds).catch((err: unknown) => {
+          this.rangeTop.clear();
+          for (const g of group) g.reject(err);
+          return null;
+        });
+        if (!built) continue;
+        writingIds = built.ids;
+        writing = this.writeGroup(group, built);
       }
     } finally {
       this.writing = false;
     }
   }
 
-  private async writeGroup(group: CommitRequest[]): Promise<void> {
+  private async lookupIds(
+    group: CommitRequest[],
+  ): Promise<{ ok: true; keys: Buffer[]; known: (Buffer | undefined)[] } | { ok: false; err: unknown }> {
     // Erased records have no event id to dedupe on.
-    const idKeys = group.flatMap((g) =>
-      g.records.filter((r) => !r.erased).map((r) => key('i', uuidBytes(r.eventId))),
-    );
-    let known: (Buffer | undefined)[];
+    const keys: Buffer[] = [];
     try {
-      known = idKeys.length > 0 ? await this.db.getMany(idKeys) : [];
+      for (const g of group) for (const r of g.records) if (!r.erased) keys.push(eventIdKey(r.eventId));
+      return { ok: true, keys, known: keys.length > 0 ? await this.db.getMany(keys) : [] };
     } catch (err) {
-      for (const g of group) g.reject(err);
-      return;
+      return { ok: false, err };
     }
+  }
+
+  private async buildGroup(
+    group: CommitRequest[],
+    ids: { keys: Buffer[]; known: (Buffer | undefined)[] },
+    /** Ids the group being written right now stores; the lookup may not have seen them. */
+    writingIds: Set<string>,
+  ): Promise<{ ops: Op[]; offset: bigint; dupCounts: number[]; ids: Set<string> }> {
     const seenNow = new Set<string>();
     const ops: Op[] = [];
     let offset = this.nextOffset;
     const now = Date.now();
+    const nowBytes = u64(BigInt(now));
     const dupCounts: number[] = [];
     let k = 0;
     for (const g of group) {
       const agentBytes = uuidBytes(g.agent.agent_id);
-      const chains = new Map<string, Buffer>();
-      const chainBytes = (id: string) => {
-        let b = chains.get(id);
-        if (!b) {
-          b = uuidBytes(id);
-          chains.set(id, b);
-        }
-        return b;
-      };
       let dups = 0;
+      // One hash range per run of records of one chain (a batch is contiguous and of one chain).
+      let run: { chain: Buffer; chainId: string; first: bigint; offset: bigint; count: bigint } | null = null;
+      const endRun = async () => {
+        if (!run) return;
+        ops.push(...(await this.supersededRanges(agentBytes, run.chain, run.first)));
+        const v = Buffer.allocUnsafe(16);
+        v.writeBigUInt64BE(run.offset, 0);
+        v.writeBigUInt64BE(run.count, 8);
+        ops.push({ type: 'put', key: key('h', agentBytes, run.chain, u64(run.first)), value: v });
+        run = null;
+      };
       for (const r of g.records) {
         let duplicateId = false;
         if (!r.erased) {
-          const idKey = idKeys[k]!;
-          const idHex = idKey.toString('hex');
-          const prior = known[k];
+          const idKey = ids.keys[k]!;
+          const idHex = idKey.toString('latin1');
+          const prior = ids.known[k];
           k++;
           duplicateId =
             (prior !== undefined && Number(prior.readBigUInt64BE(8)) >= now - this.dedupeWindowMs) ||
-            seenNow.has(idHex);
+            seenNow.has(idHex) ||
+            writingIds.has(idHex);
           if (duplicateId) dups++;
           else {
             seenNow.add(idHex);
-            ops.push({ type: 'put', key: idKey, value: Buffer.concat([u64(offset), u64(BigInt(now))]) });
+            const v = Buffer.allocUnsafe(16);
+            v.writeBigUInt64BE(offset, 0);
+            nowBytes.copy(v, 8);
+            ops.push({ type: 'put', key: idKey, value: v });
           }
         }
+        if (!run || run.chainId !== r.chainId || r.seq !== run.first + run.count) {
+          await endRun();
+          run = { chain: uuidBytes(r.chainId), chainId: r.chainId, first: r.seq, offset, count: 0n };
+        }
+        run.count++;
         ops.push({
           type: 'put',
-          key: key('s', u64(offset)),
-          value: encodeRecord(agentBytes, chainBytes(r.chainId), r, now, duplicateId),
-        });
-        ops.push({
-          type: 'put',
-          key: key('h', agentBytes, chainBytes(r.chainId), u64(r.seq)),
-          value: Buffer.from(r.recordHash),
+          key: recordKey(offset),
+          value: encodeRecord(agentBytes, run.chain, r, now, duplicateId),
         });
         offset++;
       }
+      await endRun();
       g.agent.duplicates += dups;
       ops.push({ type: 'put', key: key('a', agentBytes), value: Buffer.from(JSON.stringify(g.agent)) });
       dupCounts.push(dups);
     }
     ops.push({ type: 'put', key: META_NEXT_OFFSET, value: u64(offset) });
+    return { ops, offset, dupCounts, ids: seenNow };
+  }
+
+  /** Resolves true once the group is durable (and its commits resolved), false when it failed. */
+  private async writeGroup(
+    group: CommitRequest[],
+    built: { ops: Op[]; offset: bigint; dupCounts: number[] },
+  ): Promise<boolean> {
     try {
-      await this.db.batch(ops, { sync: true });
+      await this.db.batch(built.ops, { sync: true });
       this.fsyncs++;
     } catch (err) {
+      // The ranges this group meant to write are not there: read them from disk again.
+      this.rangeTop.clear();
       const e = new SealtrailError('ST_SPOOL_WRITE', `spool write failed: ${(err as Error).message}`, {
         cause: err,
         retryable: true,
       });
       for (const g of group) g.reject(e);
-      return;
+      return false;
     }
-    this.nextOffset = offset;
-    for (const [i, g] of group.entries()) g.resolve({ duplicateIds: dupCounts[i]! });
-    this.emit('committed', offset - 1n);
+    this.nextOffset = built.offset;
+    for (const [i, g] of group.entries()) g.resolve({ duplicateIds: built.dupCounts[i]! });
+    this.emit('committed', built.offset - 1n);
+    return true;
   }
 
   /** Up to `max` records after `afterOffset` (-1: from the start), in arrival order. */
@@ -365,7 +503,7 @@ export class Spool extends EventEmitter<{ committed: [bigint] }> {
   /** Up to one record per offset asked, `undefined` where none is stored. */
   async readOffsets(offsets: bigint[]): Promise<(StoredRecord | undefined)[]> {
     if (offsets.length === 0) return [];
-    const values = await this.db.getMany(offsets.map((o) => key('s', u64(o))));
+    const values = await this.db.getMany(offsets.map(recordKey));
     return values.map((v, i) => (v ? decodeRecord(offsets[i]!, v) : undefined));
   }
 

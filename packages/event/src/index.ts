@@ -1,2 +1,3 @@
 export * from './event.js';
+export * from './fast.js';
 export * from './schema.js';

@@ -1,0 +1,265 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { uuidBytes } from '@sealtrail/chain';
+import { newEventId } from '@sealtrail/event';
+import { ClassicLevel } from 'classic-level';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { type AgentState, eventIdKey, type IncomingRecord, Spool } from './spool.js';
+
+let dir: string;
+let spool: Spool;
+
+beforeEach(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'sealtrail-spool-'));
+  spool = new Spool(join(dir, 'spool'));
+  await spool.open();
+});
+afterEach(async () => {
+  await spool.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function agentState(agentId = randomUUID()): AgentState {
+  return {
+    agent_id: agentId,
+    public_key: '',
+    hostname: 'h',
+    first_seen: '',
+    last_seen: '',
+    chain_id: null,
+    seq: null,
+    hash: null,
+    chains: [],
+    records: 0,
+    duplicates: 0,
+  };
+}
+
+/** A stand-in record hash that names its history, so two versions of a seq differ. */
+const hashOf = (chainId: string, seq: bigint, version: number) =>
+  createHash('sha256').update(`${chainId}/${seq}/${version}`).digest();
+
+function records(
+  chainId: string,
+  from: bigint,
+  to: bigint,
+  version = 0,
+  eventId = newEventId,
+): IncomingRecord[] {
+  const out: IncomingRecord[] = [];
+  for (let seq = from; seq <= to; seq++) {
+    out.push({
+      chainId,
+      seq,
+      recordHash: hashOf(chainId, seq, version),
+      eventBytes: Buffer.from(`{"seq":${seq}}`),
+      eventId: eventId(),
+    });
+  }
+  return out;
+}
+
+async function storedRecords() {
+  return spool.read(-1n, 1_000_000);
+}
+
+describe('spool: (agent, chain, seq) → record hash', () => {
+  it('finds every committed seq through the batch ranges, and nothing outside them', async () => {
+    const a = agentState();
+    const chain = randomUUID();
+    await spool.commit(a, records(chain, 0n, 2n));
+    await spool.commit(a, records(chain, 3n, 9n));
+    for (let seq = 0n; seq <= 9n; seq++) {
+      expect(await spool.recordHashAt(a.agent_id, chain, seq)).toEqual(hashOf(chain, seq, 0));
+    }
+    expect(await spool.recordHashAt(a.agent_id, chain, 10n)).toBeUndefined();
+    expect(await spool.recordHashAt(a.agent_id, randomUUID(), 1n)).toBeUndefined();
+    expect(await spool.recordHashAt(randomUUID(), chain, 1n)).toBeUndefined();
+  });
+
+  it('keeps ranges of other agents and chains apart, however their records interleave in one group', async () => {
+    const a = agentState();
+    const b = agentState();
+    const [ca, cb] = [randomUUID(), randomUUID()];
+    await Promise.all([
+      spool.commit(a, records(ca, 0n, 4n)),
+      spool.commit(b, records(cb, 0n, 2n)),
+      spool.commit(a, records(ca, 5n, 7n)),
+      spool.commit(b, records(cb, 3n, 3n)),
+    ]);
+    for (let seq = 0n; seq <= 7n; seq++)
+      expect(await spool.recordHashAt(a.agent_id, ca, seq)).toEqual(hashOf(ca, seq, 0));
+    for (let seq = 0n; seq <= 3n; seq++)
+      expect(await spool.recordHashAt(b.agent_id, cb, seq)).toEqual(hashOf(cb, seq, 0));
+    expect(await spool.recordHashAt(a.agent_id, cb, 0n)).toBeUndefined();
+  });
+
+  it('after a rewind (accept-chain), the newer history wins from where it starts on, also after a restart', async () => {
+    const a = agentState();
+    const chain = randomUUID();
+    await spool.commit(a, records(chain, 0n, 2n));
+    await spool.commit(a, records(chain, 3n, 5n));
+    await spool.commit(a, records(chain, 6n, 9n));
+    // The operator rewound the head to seq 2: the agent's version 1 follows, in other batch bounds.
+    await spool.commit(a, records(chain, 3n, 3n, 1));
+    await spool.commit(a, records(chain, 4n, 12n, 1));
+    const check = async () => {
+      for (let seq = 0n; seq <= 2n; seq++)
+        expect(await spool.recordHashAt(a.agent_id, chain, seq)).toEqual(hashOf(chain, seq, 0));
+      for (let seq = 3n; seq <= 12n; seq++)
+        expect(await spool.recordHashAt(a.agent_id, chain, seq)).toEqual(hashOf(chain, seq, 1));
+    };
+    await check();
+    await spool.close();
+    spool = new Spool(join(dir, 'spool'));
+    await spool.open();
+    await check();
+    // The rewound records themselves stay in the spool, as evidence.
+    expect((await storedRecords()).map((r) => r.seq)).toEqual([
+      ...[0n, 1n, 2n, 3n, 4n, 5n, 6n, 7n, 8n, 9n],
+      ...[3n, 4n, 5n, 6n, 7n, 8n, 9n, 10n, 11n, 12n],
+    ]);
+  });
+
+  it('agrees with a model over random batches and rewinds', async () => {
+    let seed = 7;
+    const rand = (n: number) => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed % n;
+    };
+    const a = agentState();
+    const chain = randomUUID();
+    const model = new Map<bigint, Buffer>();
+    let next = 0n;
+    let version = 0;
+    for (let step = 0; step < 60; step++) {
+      if (next > 0n && rand(6) === 0) {
+        next = BigInt(rand(Number(next))); // rewind the head to next - 1
+        version++;
+      }
+      const n = BigInt(1 + rand(7));
+      const batch = records(chain, next, next + n - 1n, version);
+      await spool.commit(a, batch);
+      for (const r of batch) model.set(r.seq, Buffer.from(r.recordHash));
+      next += n;
+      // Every seq up to the head maps to the newest history.
+      for (const [seq, hash] of model) {
+        if (seq >= next) continue;
+        expect(await spool.recordHashAt(a.agent_id, chain, seq)).toEqual(hash);
+      }
+    }
+  });
+
+  it('reads a spool written with one hash key per seq (the layout before ranges)', async () => {
+    const agentId = randomUUID();
+    const chain = randomUUID();
+    await spool.close();
+    const db = new ClassicLevel<Buffer, Buffer>(join(dir, 'spool'), {
+      keyEncoding: 'buffer',
+      valueEncoding: 'buffer',
+    });
+    const legacyKey = (seq: bigint) => {
+      const s = Buffer.alloc(8);
+      s.writeBigUInt64BE(seq);
+      return Buffer.concat([Buffer.from('h'), uuidBytes(agentId), uuidBytes(chain), s]);
+    };
+    await db.batch(
+      [0n, 1n, 2n].map((seq) => ({ type: 'put', key: legacyKey(seq), value: hashOf(chain, seq, 0) })),
+    );
+    await db.close();
+    spool = new Spool(join(dir, 'spool'));
+    await spool.open();
+    await spool.commit(agentState(agentId), records(chain, 3n, 5n));
+    for (let seq = 0n; seq <= 5n; seq++)
+      expect(await spool.recordHashAt(agentId, chain, seq)).toEqual(hashOf(chain, seq, 0));
+    expect(await spool.recordHashAt(agentId, chain, 6n)).toBeUndefined();
+  });
+});
+
+describe('spool: event-id dedupe across group commits', () => {
+  it('marks a second event with a stored id, whether its group was looked up during the first one’s fsync or later', async () => {
+    const shared = newEventId();
+    const [a, b, c] = [agentState(), agentState(), agentState()];
+    const [ca, cb, cc] = [randomUUID(), randomUUID(), randomUUID()];
+    // The first commit starts a group at once; the next ones queue behind it and are looked
+    // up while it is being written.
+    const results = await Promise.all([
+      spool.commit(
+        a,
+        records(ca, 0n, 0n, 0, () => shared),
+      ),
+      spool.commit(
+        b,
+        records(cb, 0n, 1n, 0, () => shared),
+      ),
+      spool.commit(c, records(cc, 0n, 0n)),
+    ]);
+    expect(results.map((r) => r.duplicateIds)).toEqual([0, 2, 0]);
+    const later = await spool.commit(
+      agentState(),
+      records(randomUUID(), 0n, 0n, 0, () => shared),
+    );
+    expect(later.duplicateIds).toBe(1);
+    const stored = await storedRecords();
+    expect(stored.map((r) => r.duplicateId)).toEqual([false, true, true, false, true]);
+    expect(new Set(stored.map((r) => r.offset)).size).toBe(5);
+    expect(b.duplicates).toBe(2);
+  });
+
+  it('never marks distinct ids as duplicates under many concurrent streams', async () => {
+    const commits = [];
+    for (let i = 0; i < 20; i++) {
+      const a = agentState();
+      const chain = randomUUID();
+      for (let j = 0; j < 5; j++)
+        commits.push(spool.commit(a, records(chain, BigInt(j * 10), BigInt(j * 10 + 9))));
+    }
+    const results = await Promise.all(commits);
+    expect(results.every((r) => r.duplicateIds === 0)).toBe(true);
+    const stored = await storedRecords();
+    expect(stored).toHaveLength(1000);
+    expect(stored.map((r) => r.offset)).toEqual(stored.map((_, i) => BigInt(i)));
+    expect(spool.headOffset).toBe(999n);
+  });
+});
+
+describe('spool: event-id keys', () => {
+  it('parses ids as uuidBytes does, takes either case as the same id, and refuses what is not a UUID', async () => {
+    for (let i = 0; i < 1000; i++) {
+      const id = i % 2 ? newEventId() : randomUUID();
+      expect(eventIdKey(id)).toEqual(Buffer.concat([Buffer.from('i'), uuidBytes(id)]));
+      expect(eventIdKey(id.toUpperCase())).toEqual(eventIdKey(id));
+    }
+    for (const bad of [
+      '',
+      'x'.repeat(36),
+      '01936c2e-8a00-7000-8000-00000000000g',
+      '01936c2e8a00-7000-8000-0000000000001',
+    ])
+      expect(() => eventIdKey(bad)).toThrow(/not a UUID/);
+    const id = newEventId();
+    await spool.commit(
+      agentState(),
+      records(randomUUID(), 0n, 0n, 0, () => id),
+    );
+    const again = await spool.commit(
+      agentState(),
+      records(randomUUID(), 0n, 0n, 0, () => id.toUpperCase()),
+    );
+    expect(again.duplicateIds).toBe(1);
+  });
+
+  it('refuses a commit whose event id is not a UUID, and keeps serving the next ones', async () => {
+    const a = agentState();
+    await expect(
+      spool.commit(
+        a,
+        records(randomUUID(), 0n, 0n, 0, () => 'not-an-id'),
+      ),
+    ).rejects.toThrow(/not a UUID/);
+    expect((await spool.commit(a, records(randomUUID(), 0n, 1n))).duplicateIds).toBe(0);
+    expect(await storedRecords()).toHaveLength(2);
+  });
+});

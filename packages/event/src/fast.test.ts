@@ -1,0 +1,223 @@
+import { describe, expect, it } from 'vitest';
+import {
+  canonicalBytes,
+  decodeEvent,
+  decodeEventFast,
+  eventSchema,
+  isEventFast,
+  MAX_FIELD_CHARS,
+  MAX_MESSAGE_CHARS,
+  validateEvent,
+} from './index.js';
+
+// A seeded generator: the same corpus every run, so a failure can be replayed.
+// mulberry32: an LCG's low bits repeat too soon to combine fields and values well.
+let seed = 20241120;
+function rand(n: number): number {
+  seed = (seed + 0x6d2b79f5) | 0;
+  let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+  t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+  return Math.floor((((t ^ (t >>> 14)) >>> 0) / 2 ** 32) * n);
+}
+const pick = <T>(xs: readonly T[]): T => xs[rand(xs.length)]!;
+
+const base = () => ({
+  id: '01936c2e-8a00-7000-8000-000000000001',
+  time: '2024-11-20T10:00:00Z',
+  observed_time: '2024-11-20T10:00:00.500123Z',
+  category: 'authentication',
+  type: 'auth.login.failure',
+  severity: 'high',
+  outcome: 'failure',
+  action: 'login',
+  host: { id: '6f1c2a4e-3b5d-4e8f-9a1b-2c3d4e5f6a7b', name: 'web-1', os: 'linux' },
+  source: { kind: 'log_tail', name: 'auth' },
+});
+
+/** Valid events of every shape the schema allows. */
+const valid: Record<string, unknown>[] = [
+  base(),
+  {
+    ...base(),
+    actor: { user: 'root', uid: '0', ip: '10.0.0.1', session_id: 's', user_agent: 'ua', request_id: 'r' },
+  },
+  { ...base(), actor: {}, resource: {}, attributes: {} },
+  {
+    ...base(),
+    resource: { kind: 'file', name: '/etc/passwd', id: 'x' },
+    message: 'ü'.repeat(MAX_MESSAGE_CHARS),
+  },
+  { ...base(), attributes: { nested: { a: [1, null, true] }, '': '', n: 1.5 } },
+  { ...base(), type: 'agent.checkpoint', category: 'agent', attributes: { seq: '12', signature: 'AA==' } },
+  { ...base(), action: 'x'.repeat(MAX_FIELD_CHARS), type: `a${'.b'.repeat(63)}z` },
+  { ...base(), id: '00000000-0000-0000-0000-000000000000', time: '2024-02-29T23:59:59.9Z' },
+  {
+    ...base(),
+    id: 'FFFFFFFF-FFFF-7FFF-BFFF-FFFFFFFFFFFF',
+    host: { id: 'ffffffff-ffff-ffff-ffff-ffffffffffff', name: '', os: '' },
+  },
+];
+
+/** Values that stress one field: near every limit and of every JSON type. */
+const oddValues: unknown[] = [
+  null,
+  true,
+  0,
+  -1.5,
+  '',
+  [],
+  {},
+  ['login'],
+  'x'.repeat(MAX_FIELD_CHARS),
+  'x'.repeat(MAX_FIELD_CHARS + 1),
+  'y'.repeat(MAX_MESSAGE_CHARS + 1),
+  '😀'.repeat(513),
+  '😀'.repeat(MAX_FIELD_CHARS),
+  `${'😀'.repeat(MAX_FIELD_CHARS)}x`,
+  '\ud800'.repeat(MAX_FIELD_CHARS + 1),
+  `${'😀'.repeat(MAX_MESSAGE_CHARS - 1)}\ud83d`,
+  'login',
+  'auth.login.failure',
+  'Auth.Login',
+  'auth..login',
+  'a'.repeat(128),
+  'a'.repeat(129),
+  'info',
+  'critical',
+  'success',
+  'unknown',
+  'application',
+  'agent',
+  'fim',
+  'http_ingest',
+  '01936c2e-8a00-7000-8000-000000000001',
+  '01936c2e-8a00-9000-8000-000000000001',
+  '01936c2e-8a00-7000-c000-000000000001',
+  '01936c2e8a0070008000000000000001',
+  ' 01936c2e-8a00-7000-8000-000000000001',
+  '2024-11-20T10:00:00Z',
+  '2024-11-20T10:00:00.123456789Z',
+  '2024-11-20T10:00:00+00:00',
+  '2024-11-20T10:00:00z',
+  '2024-11-20T10:00Z',
+  '2024-11-20 10:00:00Z',
+  '2023-02-29T10:00:00Z',
+  '2024-13-01T10:00:00Z',
+  '2024-11-20T24:00:00Z',
+  '2024-11-20T10:00:00Z\n',
+  { id: '6f1c2a4e-3b5d-4e8f-9a1b-2c3d4e5f6a7b', name: 'h', os: 'linux' },
+  { id: '6f1c2a4e-3b5d-4e8f-9a1b-2c3d4e5f6a7b', name: 'h' },
+  { id: '6f1c2a4e-3b5d-4e8f-9a1b-2c3d4e5f6a7b', name: 'h', os: 'linux', extra: 1 },
+  { id: 'nope', name: 'h', os: 'linux' },
+  { kind: 'journald', name: 'j' },
+  { kind: 'journald', name: 'j', x: 1 },
+  { kind: 'syslog', name: 'j' },
+  { kind: 'fim' },
+  { user: 'u' },
+  { user: 1 },
+  { kind: 'file', name: 'x'.repeat(MAX_FIELD_CHARS + 1) },
+  { user: 'u', unknown: 'v' },
+  { __proto__: null, user: 'u' },
+];
+
+function mutate(event: Record<string, unknown>): Record<string, unknown> {
+  const e = structuredClone(event);
+  const keys = [...Object.keys(eventSchema.shape), 'extra'];
+  for (let n = 1 + rand(2); n > 0; n--) {
+    const k = pick(keys);
+    const what = rand(4);
+    if (what === 0) delete e[k];
+    else if (what === 1 && isPlain(e[k])) {
+      // Change one field inside an object (host, source, actor, resource, attributes).
+      const inner = e[k] as Record<string, unknown>;
+      const ik = pick([...Object.keys(inner), 'id', 'name', 'kind', 'user', 'extra']);
+      if (rand(3) === 0) delete inner[ik];
+      else inner[ik] = structuredClone(pick(oddValues));
+    } else e[k] = structuredClone(pick(oddValues));
+  }
+  return e;
+}
+
+const isPlain = (v: unknown) => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+function decoded(bytes: Uint8Array, decode: (b: Uint8Array) => unknown) {
+  try {
+    return { ok: true, value: decode(bytes) };
+  } catch (err) {
+    return { ok: false, code: (err as { code?: string }).code, message: (err as Error).message };
+  }
+}
+
+describe('isEventFast, against eventSchema as the reference', () => {
+  it('the fast check knows every key of the schema (a new field needs a new case)', () => {
+    expect(Object.keys(eventSchema.shape).sort()).toEqual(
+      [
+        'action',
+        'actor',
+        'attributes',
+        'category',
+        'host',
+        'id',
+        'message',
+        'observed_time',
+        'outcome',
+        'resource',
+        'severity',
+        'source',
+        'time',
+        'type',
+      ].sort(),
+    );
+  });
+
+  it('accepts every valid event shape (so the fast path is the one taken)', () => {
+    for (const e of valid) {
+      expect(validateEvent(e).ok, JSON.stringify(e).slice(0, 200)).toBe(true);
+      expect(isEventFast(JSON.parse(JSON.stringify(e))), JSON.stringify(e).slice(0, 200)).toBe(true);
+    }
+  });
+
+  it('agrees with zod on 20,000 mutated events: never accepts what zod refuses', () => {
+    let accepted = 0;
+    let refused = 0;
+    for (let i = 0; i < 20_000; i++) {
+      const e = JSON.parse(JSON.stringify(mutate(pick(valid))));
+      const zod = eventSchema.safeParse(e).success;
+      const fast = isEventFast(e);
+      if (fast && !zod) throw new Error(`fast check accepted what zod refuses: ${JSON.stringify(e)}`);
+      // The only cases left to zod are those zod refuses too.
+      if (zod && !fast) throw new Error(`fast check left a valid event to zod: ${JSON.stringify(e)}`);
+      if (zod) accepted++;
+      else refused++;
+    }
+    // The corpus holds plenty of both.
+    expect(accepted).toBeGreaterThan(1_000);
+    expect(refused).toBeGreaterThan(1_000);
+  });
+});
+
+describe('decodeEventFast', () => {
+  it('returns what decodeEvent returns, and throws what it throws, for canonical and broken bytes', () => {
+    const inputs: Uint8Array[] = [
+      ...valid.map((e) => canonicalBytes(e)),
+      Buffer.from('not json'),
+      Buffer.from([0xff, 0xfe]),
+      Buffer.from('\ufeff{}'),
+      Buffer.from('[]'),
+      Buffer.from('null'),
+      Buffer.from('{"__proto__":{"id":"x"}}'),
+    ];
+    // A lone surrogate has no canonical form; such an event still travels as (escaped) JSON.
+    const bytesOf = (e: unknown) => {
+      try {
+        return canonicalBytes(e);
+      } catch {
+        return Buffer.from(JSON.stringify(e));
+      }
+    };
+    for (let i = 0; i < 2_000; i++) inputs.push(bytesOf(mutate(pick(valid))));
+    for (const bytes of inputs) {
+      expect(decoded(bytes, decodeEventFast)).toEqual(decoded(bytes, decodeEvent));
+    }
+  });
+});
