@@ -100,7 +100,8 @@ try {
   const startupS = (performance.now() - t) / 1000;
   const startupCpu = cpuSince(cpu);
   journal = recovered.journal;
-  if (recovered.findings.length > 0) throw new Error(`start-up found damage: ${JSON.stringify(recovered.findings)}`);
+  if (recovered.findings.length > 0)
+    throw new Error(`start-up found damage: ${JSON.stringify(recovered.findings)}`);
 
   t = performance.now();
   cpu = process.cpuUsage();

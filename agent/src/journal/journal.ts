@@ -31,25 +31,21 @@ import { mkdirSync, renameSync } from 'node:fs';
 import { ChainVerifier, eventHash, HASH_BYTES, RecordHasher, ZERO_HASH } from '@sealtrail/chain';
 import { SealtrailError } from '@sealtrail/errors';
 import { ClassicLevel } from 'classic-level';
+import {
+  decodeRecordValue,
+  type Head,
+  type JournalRecord,
+  KIND_ERASED,
+  KIND_FULL,
+  type Position,
+  payloadSize,
+  recordKey,
+  VALUE_HEADER,
+} from './layout.js';
+import { type TailFault, TailVerifier } from './tail.js';
 
-export interface Position {
-  chain: number;
-  seq: bigint;
-}
-
-export interface Head extends Position {
-  hash: Buffer;
-}
-
-export interface JournalRecord {
-  chain: number;
-  seq: bigint;
-  recordHash: Buffer;
-  /** Canonical event bytes; absent when the payload was dropped to make room. */
-  eventBytes?: Buffer;
-  /** Present when eventBytes is absent: what the record committed to. */
-  eventHash?: Buffer;
-}
+export type { Head, JournalRecord, Position } from './layout.js';
+export { decodeRecordValue, recordKey } from './layout.js';
 
 export interface ChainMeta {
   no: number;
@@ -123,21 +119,10 @@ export interface JournalOptions {
 
 type Op = { type: 'put'; key: Buffer; value: Buffer } | { type: 'del'; key: Buffer };
 
-const KIND_FULL = 1;
-const KIND_ERASED = 2;
-const VALUE_HEADER = 1 + HASH_BYTES;
 const META_HEAD = Buffer.from('mhead');
 /** How the agent's own events read in canonical JSON (keys sorted, so this is exact). */
 const AGENT_SOURCE = Buffer.from('"source":{"kind":"agent"');
 const META_ACKED = Buffer.from('macked');
-
-export function recordKey(chain: number, seq: bigint, prefix = 'r'): Buffer {
-  const k = Buffer.allocUnsafe(13);
-  k[0] = prefix.charCodeAt(0);
-  k.writeUInt32BE(chain, 1);
-  k.writeBigUInt64BE(seq, 5);
-  return k;
-}
 
 function chainKey(no: number): Buffer {
   const k = Buffer.allocUnsafe(5);
@@ -149,17 +134,6 @@ function chainKey(no: number): Buffer {
 const positionKey = (source: string) => Buffer.from(`p${source}`, 'utf8');
 /** `ns` never holds NUL (appends with one are refused), so a namespace is one key range. */
 const stateKey = (ns: string, key: string) => Buffer.from(`s${ns}\0${key}`, 'utf8');
-
-export function decodeRecordValue(chain: number, seq: bigint, v: Buffer): JournalRecord {
-  const recordHash = v.subarray(1, VALUE_HEADER);
-  if (v[0] === KIND_ERASED) return { chain, seq, recordHash, eventHash: v.subarray(VALUE_HEADER) };
-  return { chain, seq, recordHash, eventBytes: v.subarray(VALUE_HEADER) };
-}
-
-/** Bytes a record's payload occupies in the backlog accounting. */
-function payloadSize(v: Buffer): number {
-  return v.length - VALUE_HEADER;
-}
 
 interface Pending {
   /** `chain`: this append is record 0 of that new chain, written with `meta` ops. */
@@ -707,53 +681,21 @@ export class Journal extends EventEmitter<{ appended: [Head]; acked: [Position];
    * `onProgress` is called with the number of records verified so far, and last with the
    * number that verified before the fault (or all of them).
    */
-  async verifyTail(
-    onProgress?: (records: number) => void,
-  ): Promise<{ position: Position; fault: string; detail: string; lastGood: Head | null } | null> {
-    let verifier: ChainVerifier | null = null;
-    let chain = -1;
-    let lastGood: Head | null = this.ackedPos;
-    let n = 0;
-    for await (const r of this.records()) {
-      if (n > 0 && n % 10_000 === 0) onProgress?.(n);
-      if (r.chain !== chain) {
-        const meta = this.chains.get(r.chain);
-        if (!meta) {
-          onProgress?.(n);
-          return {
-            position: r,
-            fault: 'unknown_chain',
-            detail: `no meta for chain number ${r.chain}`,
-            lastGood,
-          };
-        }
-        const after = this.ackedPos && this.ackedPos.chain === r.chain ? this.ackedPos : null;
-        if (!after && r.seq !== 0n) {
-          onProgress?.(n);
-          return {
-            position: r,
-            fault: 'seq_gap',
-            detail: `chain ${meta.chainId} starts at ${r.seq}, not 0`,
-            lastGood,
-          };
-        }
-        verifier = new ChainVerifier({ agentId: this.opts.agentId, chainId: meta.chainId }, after);
-        chain = r.chain;
+  async verifyTail(onProgress?: (records: number) => void): Promise<TailFault | null> {
+    const verifier = new TailVerifier(this.opts.agentId, (no) => this.chains.get(no)?.chainId, this.ackedPos);
+    let fault: TailFault | null = null;
+    let reported = 0;
+    await this.scan(Buffer.from('r'), Buffer.from('s'), (rows) => {
+      fault = verifier.push(rows);
+      if (verifier.count - reported >= 10_000) {
+        reported = verifier.count;
+        onProgress?.(reported);
       }
-      const step = verifier!.push(r);
-      if (!step.ok) {
-        onProgress?.(n);
-        return {
-          position: { chain: r.chain, seq: step.seq },
-          fault: step.fault,
-          detail: step.detail,
-          lastGood,
-        };
-      }
-      lastGood = { chain: r.chain, seq: r.seq, hash: Buffer.from(r.recordHash) };
-      n++;
-    }
-    onProgress?.(n);
+      return fault === null;
+    });
+    onProgress?.(verifier.count);
+    if (fault) return fault;
+    const lastGood = verifier.lastGood;
     const h = this.headPos;
     if (
       h &&
@@ -768,6 +710,31 @@ export class Journal extends EventEmitter<{ appended: [Head]; acked: [Position];
       };
     }
     return null;
+  }
+
+  /**
+   * Feeds the rows in [gte, lt) to `fn` in chunks, in key order, until it returns false.
+   * The next chunk is read (on LevelDB's thread) while `fn` works on this one.
+   */
+  private async scan(
+    gte: Buffer,
+    lt: Buffer,
+    fn: (rows: [Buffer, Buffer][]) => boolean,
+    chunk = 2000,
+  ): Promise<void> {
+    const it = this.db.iterator({ gte, lt, highWaterMarkBytes: 4 * 1024 * 1024 });
+    let pending = it.nextv(chunk);
+    try {
+      for (;;) {
+        const rows = await pending;
+        if (rows.length === 0) break;
+        pending = it.nextv(chunk);
+        if (!fn(rows)) break;
+      }
+    } finally {
+      await pending.catch(() => undefined);
+      await it.close();
+    }
   }
 
   /** Reclaims the space of acknowledged (deleted) records. */
