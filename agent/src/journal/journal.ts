@@ -42,6 +42,7 @@ import {
   recordKey,
   VALUE_HEADER,
 } from './layout.js';
+import { Sealer } from './seal.js';
 import { type TailFault, TailVerifier } from './tail.js';
 
 export type { Head, JournalRecord, Position } from './layout.js';
@@ -129,6 +130,13 @@ function chainKey(no: number): Buffer {
   k[0] = 0x63; // 'c'
   k.writeUInt32BE(no, 1);
   return k;
+}
+
+/** The 'm' head value: the newest record and the cumulative counters. */
+function headMeta(h: Head, counts: Counters): Buffer {
+  return Buffer.from(
+    JSON.stringify({ chain: h.chain, seq: h.seq.toString(), hash: h.hash.toString('hex'), ...counts }),
+  );
 }
 
 const positionKey = (source: string) => Buffer.from(`p${source}`, 'utf8');
@@ -387,56 +395,44 @@ export class Journal extends EventEmitter<{ appended: [Head]; acked: [Position];
     const hasher = starting
       ? new RecordHasher({ agentId: this.opts.agentId, chainId: starting.chainId })
       : this.hasher!;
-    let head: Head | null = starting
-      ? null
-      : this.headPos && this.headPos.chain === chainNo
-        ? this.headPos
-        : null;
-    const ops: Op[] = [];
+    const after = starting ? null : this.headPos && this.headPos.chain === chainNo ? this.headPos : null;
+    const sealer = new Sealer(hasher, chainNo, after);
+    // A chained batch: one native call per put, where an array of op objects costs property lookups.
+    const batch = this.db.batch();
     const ranges: { first: bigint; last: bigint }[] = [];
     let bytes = 0;
     let records = 0;
     for (const p of group) {
-      const first = head ? head.seq + 1n : 0n;
+      const first = sealer.nextSeq;
       for (const ev of p.req.events) {
-        const seq = head ? head.seq + 1n : 0n;
-        const hash = hasher.seal(seq, head ? head.hash : ZERO_HASH, ev);
-        const value = Buffer.allocUnsafe(VALUE_HEADER + ev.length);
-        value[0] = KIND_FULL;
-        hash.copy(value, 1);
-        ev.copy(value, VALUE_HEADER);
-        ops.push({ type: 'put', key: recordKey(chainNo, seq), value });
-        head = { chain: chainNo, seq, hash };
+        const [key, value] = sealer.full(ev);
+        batch.put(key, value);
         bytes += ev.length;
-        records++;
       }
+      records += p.req.events.length;
       for (const [source, pos] of Object.entries(p.req.positions ?? {})) {
-        ops.push({ type: 'put', key: positionKey(source), value: Buffer.from(JSON.stringify(pos)) });
+        batch.put(positionKey(source), Buffer.from(JSON.stringify(pos)));
       }
       for (const w of p.req.state ?? []) {
-        if (w.value === null) ops.push({ type: 'del', key: stateKey(w.ns, w.key) });
-        else
-          ops.push({ type: 'put', key: stateKey(w.ns, w.key), value: Buffer.from(JSON.stringify(w.value)) });
+        if (w.value === null) batch.del(stateKey(w.ns, w.key));
+        else batch.put(stateKey(w.ns, w.key), Buffer.from(JSON.stringify(w.value)));
       }
-      if (p.req.meta) ops.push(...p.req.meta);
-      ranges.push({ first, last: head ? head.seq : first - 1n });
+      for (const op of p.req.meta ?? []) {
+        if (op.type === 'put') batch.put(op.key, op.value);
+        else batch.del(op.key);
+      }
+      ranges.push({ first, last: sealer.nextSeq - 1n });
     }
+    const head = sealer.head;
     const appended = { bytes: this.appended.bytes + bytes, records: this.appended.records + records };
-    if (head) {
-      const meta = {
-        chain: head.chain,
-        seq: head.seq.toString(),
-        hash: head.hash.toString('hex'),
-        ...appended,
-      };
-      ops.push({ type: 'put', key: META_HEAD, value: Buffer.from(JSON.stringify(meta)) });
-    }
+    if (head) batch.put(META_HEAD, headMeta(head, appended));
     try {
       this.opts.hooks.beforeWrite?.();
-      await this.db.batch(ops, { sync: true });
+      await batch.write({ sync: true });
       this.fsyncs++;
     } catch (cause) {
       // Nothing of this group was written; the journal stays usable, so producers can retry.
+      await batch.close().catch(() => undefined);
       const code = (cause as NodeJS.ErrnoException).code;
       const err = new SealtrailError(
         'ST_JOURNAL_WRITE',
