@@ -107,6 +107,15 @@ export interface JournalHooks {
   appendLatency?(seconds: number): void;
   /** Called before every write batch; tests throw from it to inject ENOSPC and the like. */
   beforeWrite?(): void;
+  /** Builds the sealed `integrity` event for damage found while reading (see `read`). */
+  integrity?(finding: IntegrityFinding): Buffer;
+}
+
+/** Damage the journal found, and what it did about it (sealed as an `integrity` event). */
+export interface IntegrityFinding {
+  kind: 'corruption' | 'rollback' | 'unreadable';
+  detail: string;
+  attributes: Record<string, unknown>;
 }
 
 export interface JournalOptions {
@@ -116,6 +125,11 @@ export interface JournalOptions {
   limits?: Partial<JournalLimits>;
   /** How long the first append of a group waits for others to join it. */
   commitWindowMs?: number;
+  /**
+   * Records `verifyOnOpen` checks before the agent runs (the newest ones); older unshipped
+   * records are checked as `read` reaches them. Default 50,000.
+   */
+  verifyOnOpen?: number;
 }
 
 type Op = { type: 'put'; key: Buffer; value: Buffer } | { type: 'del'; key: Buffer };
@@ -130,6 +144,12 @@ function chainKey(no: number): Buffer {
   k[0] = 0x63; // 'c'
   k.writeUInt32BE(no, 1);
   return k;
+}
+
+/** The key of the record after a record key (same chain, seq + 1); null for any other key. */
+function successorKey(key: Buffer): Buffer | null {
+  if (key.length !== 13 || key[0] !== 0x72) return null;
+  return recordKey(key.readUInt32BE(1), key.readBigUInt64BE(5) + 1n);
 }
 
 /** The 'm' head value: the newest record and the cumulative counters. */
@@ -158,7 +178,23 @@ interface Counters {
   records: number;
 }
 
-export class Journal extends EventEmitter<{ appended: [Head]; acked: [Position]; dropped: [number] }> {
+/**
+ * Unshipped records that were in the journal at open and not verified then: `read` checks
+ * them before it hands them out. `last` is the key of the last row checked (or the start),
+ * `through` the key of the last row of the region.
+ */
+interface LazyCheck {
+  verifier: TailVerifier;
+  last: Buffer;
+  through: Buffer;
+}
+
+export class Journal extends EventEmitter<{
+  appended: [Head];
+  acked: [Position];
+  dropped: [number];
+  integrity: [IntegrityFinding];
+}> {
   readonly db: ClassicLevel<Buffer, Buffer>;
   private readonly limits: JournalLimits;
   private chains = new Map<number, ChainMeta>();
@@ -173,6 +209,11 @@ export class Journal extends EventEmitter<{ appended: [Head]; acked: [Position];
   private timer: NodeJS.Timeout | null = null;
   private spaceWaiters: (() => void)[] = [];
   private closed = false;
+  /** Serializes the writers that must not interleave: group commits, acks, recovery. */
+  private lock: Promise<unknown> = Promise.resolve();
+  private lazy: LazyCheck | null = null;
+  /** Key of the head at open: a record with a larger key was sealed by this process. */
+  private openedHead: Buffer | null = null;
   /** Counted for metrics. */
   fsyncs = 0;
 
@@ -381,11 +422,17 @@ export class Journal extends EventEmitter<{ appended: [Head]; acked: [Position];
         const first = this.queue[0]!;
         const n = first.req.chain ? 1 : this.queue.findIndex((p) => p.req.chain);
         const group = this.queue.splice(0, n === -1 ? this.queue.length : Math.max(n, 1));
-        await this.writeGroup(group);
+        await this.exclusive(() => this.writeGroup(group));
       }
     } finally {
       this.writing = false;
     }
+  }
+
+  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.lock.then(fn);
+    this.lock = run.catch(() => undefined);
+    return run;
   }
 
   private async writeGroup(group: Pending[]): Promise<void> {
@@ -461,23 +508,189 @@ export class Journal extends EventEmitter<{ appended: [Head]; acked: [Position];
    * kept), all from one chain: a batch never spans a chain boundary.
    */
   async read(after: Position | null, maxRecords: number, maxBytes: number): Promise<JournalRecord[]> {
-    const out: JournalRecord[] = [];
-    let bytes = 0;
     const gte = after ? recordKey(after.chain, after.seq + 1n) : Buffer.from('r');
-    // One native round trip for the whole batch: the default 16 KiB read-ahead would make a
-    // 1000-record batch wait ~27 times for a busy event loop.
-    const rows = await this.db
-      .iterator({ gte, lt: Buffer.from('s'), limit: maxRecords, highWaterMarkBytes: maxBytes + 64 * 1024 })
-      .all();
-    for (const [key, value] of rows) {
-      const chain = key.readUInt32BE(1);
-      if (out.length > 0 && chain !== out[0]!.chain) break;
-      const size = payloadSize(value);
-      if (out.length > 0 && bytes + size > maxBytes) break;
-      out.push(decodeRecordValue(chain, key.readBigUInt64BE(5), value));
-      bytes += size;
+    for (;;) {
+      // One native round trip for the whole batch: the default 16 KiB read-ahead would make a
+      // 1000-record batch wait ~27 times for a busy event loop.
+      const rows = await this.db
+        .iterator({ gte, lt: Buffer.from('s'), limit: maxRecords, highWaterMarkBytes: maxBytes + 64 * 1024 })
+        .all();
+      const lazy = this.lazy;
+      const fault = lazy ? await this.checkLazily(lazy, gte, rows) : null;
+      if (fault) {
+        // Never hand out what does not verify: quarantine it, start a new chain, read again.
+        await this.exclusive(async () => {
+          if (this.lazy === lazy) await this.recover(fault);
+        });
+        continue;
+      }
+      const out: JournalRecord[] = [];
+      let bytes = 0;
+      for (const [key, value] of rows) {
+        const chain = key.readUInt32BE(1);
+        if (out.length > 0 && chain !== out[0]!.chain) break;
+        const size = payloadSize(value);
+        if (out.length > 0 && bytes + size > maxBytes) break;
+        out.push(decodeRecordValue(chain, key.readBigUInt64BE(5), value));
+        bytes += size;
+      }
+      return out;
     }
-    return out;
+  }
+
+  /** Rows [gte, ...) about to be read: the first fault among those not yet verified, or null. */
+  private async checkLazily(
+    lazy: LazyCheck,
+    gte: Buffer,
+    rows: [Buffer, Buffer][],
+  ): Promise<TailFault | null> {
+    if (rows.length === 0 || Buffer.compare(rows[rows.length - 1]![0], lazy.last) <= 0) return null;
+    const next = successorKey(lazy.last);
+    if (Buffer.compare(gte, lazy.last) > 0 && !(next && gte.equals(next))) {
+      // The reader skipped ahead of what was checked (a resume): check the rows in between first.
+      let fault: TailFault | null = null;
+      await this.scan({ gt: lazy.last, lt: gte }, (between) => {
+        fault = this.feedLazy(lazy, between);
+        return fault === null && this.lazy === lazy;
+      });
+      if (fault || this.lazy !== lazy) return fault;
+    }
+    return this.feedLazy(lazy, rows);
+  }
+
+  /** Checks the rows of `rows` after `lazy.last` and up to `lazy.through`; ends the check there. */
+  private feedLazy(lazy: LazyCheck, rows: [Buffer, Buffer][]): TailFault | null {
+    let i = 0;
+    while (i < rows.length && Buffer.compare(rows[i]![0], lazy.last) <= 0) i++;
+    let j = i;
+    while (j < rows.length && Buffer.compare(rows[j]![0], lazy.through) <= 0) j++;
+    if (j > i) {
+      const fault = lazy.verifier.push(rows.slice(i, j));
+      if (fault) return fault;
+      lazy.last = rows[j - 1]![0];
+    }
+    // What follows `through` was verified at open, chained from it.
+    if (Buffer.compare(lazy.last, lazy.through) >= 0 && this.lazy === lazy) this.lazy = null;
+    return null;
+  }
+
+  /**
+   * Damage found by `read`: the records from the fault on are removed, those that were in
+   * the journal at open are quarantined ('q' keys, never shipped), and a new chain starts
+   * naming the last good record, with an `integrity` event, then the events this process
+   * sealed after the fault (other than its own agent events) sealed again, all in one
+   * durable batch. The same as open does on damage, less the events accepted since.
+   */
+  private async recover(fault: TailFault): Promise<void> {
+    const batch = this.db.batch();
+    const again: Buffer[] = [];
+    const from = recordKey(fault.position.chain, fault.position.seq);
+    // Counted from what is kept, as open does: the damage may be records that are gone.
+    let keptBytes = 0;
+    let kept = 0;
+    await this.scan({ gte: Buffer.from('r'), lt: from }, (rows) => {
+      for (const [, value] of rows) keptBytes += payloadSize(value);
+      kept += rows.length;
+      return true;
+    });
+    let quarantined = 0;
+    await this.scan({ gte: from, lt: Buffer.from('s') }, (rows) => {
+      for (const [key, value] of rows) {
+        batch.del(key);
+        const ours = this.openedHead !== null && Buffer.compare(key, this.openedHead) > 0;
+        if (ours && !value.includes(AGENT_SOURCE)) again.push(value);
+        else {
+          const q = Buffer.from(key);
+          q[0] = 0x71; // 'q'
+          batch.put(q, value);
+          quarantined++;
+        }
+      }
+      return true;
+    });
+    const prevMeta = this.current!;
+    const last = fault.lastGood ?? this.ackedPos;
+    const endsHere = last && last.chain === prevMeta.no ? last : null;
+    const previous = endsHere
+      ? {
+          chain_id: prevMeta.chainId,
+          last_seq: String(endsHere.seq),
+          last_hash: endsHere.hash.toString('hex'),
+        }
+      : null;
+    const ended: ChainMeta = {
+      ...prevMeta,
+      end: endsHere ? { seq: String(endsHere.seq), hash: endsHere.hash.toString('hex') } : null,
+    };
+    const meta: ChainMeta = {
+      no: prevMeta.no + 1,
+      chainId: crypto.randomUUID(),
+      startedAt: new Date().toISOString(),
+      reason: 'corruption',
+      previous,
+    };
+    batch.put(chainKey(ended.no), Buffer.from(JSON.stringify(ended)));
+    batch.put(chainKey(meta.no), Buffer.from(JSON.stringify(meta)));
+    const badChain = this.chains.get(fault.position.chain)?.chainId ?? null;
+    const finding: IntegrityFinding = {
+      kind: 'corruption',
+      detail:
+        `journal damaged at seq ${fault.position.seq} of chain ${badChain}: ${fault.fault} (${fault.detail}); ` +
+        `found while reading for shipping; ${quarantined} records quarantined, a new chain started` +
+        (again.length > 0
+          ? `, and the ${again.length} events accepted since start-up sealed again in it`
+          : ''),
+      attributes: {
+        chain_id: badChain,
+        first_bad_seq: String(fault.position.seq),
+        fault: fault.fault,
+        quarantined_records: quarantined,
+        resealed_records: again.length,
+      },
+    };
+    const sealer = new Sealer(
+      new RecordHasher({ agentId: this.opts.agentId, chainId: meta.chainId }),
+      meta.no,
+      null,
+    );
+    let bytes = 0;
+    const put = ([key, value]: [Buffer, Buffer]) => {
+      batch.put(key, value);
+      bytes += payloadSize(value);
+    };
+    put(sealer.full(this.opts.hooks.chainStart({ chainId: meta.chainId, previous, reason: 'corruption' })));
+    const event = this.opts.hooks.integrity?.(finding);
+    if (event) put(sealer.full(event));
+    for (const v of again) {
+      put(
+        v[0] === KIND_ERASED
+          ? sealer.erased(v.subarray(VALUE_HEADER))
+          : sealer.full(v.subarray(VALUE_HEADER)),
+      );
+    }
+    const head = sealer.head!;
+    const added = Number(sealer.nextSeq);
+    const appended = {
+      bytes: this.ackedCount.bytes + keptBytes + bytes,
+      records: this.ackedCount.records + kept + added,
+    };
+    batch.put(META_HEAD, headMeta(head, appended));
+    try {
+      this.opts.hooks.beforeWrite?.();
+      await batch.write({ sync: true });
+    } catch (err) {
+      await batch.close().catch(() => undefined);
+      throw err;
+    }
+    this.fsyncs++;
+    this.chains.set(ended.no, ended);
+    this.chains.set(meta.no, meta);
+    this.setCurrent(meta);
+    this.headPos = head;
+    this.appended = appended;
+    this.lazy = null;
+    this.emit('integrity', finding);
+    this.emit('appended', head);
   }
 
   /** Every kept record in order (offline verification). */
@@ -514,8 +727,16 @@ export class Journal extends EventEmitter<{ appended: [Head]; acked: [Position];
         `ack through ${through.chain}:${through.seq} is beyond the journal head`,
       );
     }
+    if (await this.exclusive(() => this.deleteThrough(through))) {
+      this.emit('acked', through);
+      this.wakeSpaceWaiters();
+    }
+  }
+
+  /** Deletes the records through `through`; false when they were already acknowledged. */
+  private async deleteThrough(through: Position): Promise<boolean> {
     const a = this.ackedPos;
-    if (a && (through.chain < a.chain || (through.chain === a.chain && through.seq <= a.seq))) return;
+    if (a && (through.chain < a.chain || (through.chain === a.chain && through.seq <= a.seq))) return false;
     const hash = await this.recordHashAt(through.chain, through.seq);
     if (!hash) {
       throw new SealtrailError(
@@ -527,7 +748,8 @@ export class Journal extends EventEmitter<{ appended: [Head]; acked: [Position];
     let bytes = 0;
     let records = 0;
     const gte = a ? recordKey(a.chain, a.seq + 1n) : Buffer.from('r');
-    for await (const [key, value] of this.db.iterator({ gte, lte: recordKey(through.chain, through.seq) })) {
+    const lte = recordKey(through.chain, through.seq);
+    for await (const [key, value] of this.db.iterator({ gte, lte })) {
       ops.push({ type: 'del', key });
       bytes += payloadSize(value);
       records++;
@@ -544,8 +766,23 @@ export class Journal extends EventEmitter<{ appended: [Head]; acked: [Position];
     await this.db.batch(ops);
     this.ackedPos = { chain: through.chain, seq: through.seq, hash };
     this.ackedCount = counts;
-    this.emit('acked', through);
-    this.wakeSpaceWaiters();
+    // The collector has what the lazy check had not reached yet: it starts again from there.
+    const lazy = this.lazy;
+    if (lazy && Buffer.compare(lte, lazy.last) > 0) {
+      this.lazy =
+        Buffer.compare(lte, lazy.through) >= 0
+          ? null
+          : {
+              verifier: new TailVerifier(
+                this.opts.agentId,
+                (no) => this.chains.get(no)?.chainId,
+                this.ackedPos,
+              ),
+              last: lte,
+              through: lazy.through,
+            };
+    }
+    return true;
   }
 
   /**
@@ -681,7 +918,7 @@ export class Journal extends EventEmitter<{ appended: [Head]; acked: [Position];
     const verifier = new TailVerifier(this.opts.agentId, (no) => this.chains.get(no)?.chainId, this.ackedPos);
     let fault: TailFault | null = null;
     let reported = 0;
-    await this.scan(Buffer.from('r'), Buffer.from('s'), (rows) => {
+    await this.scan({ gte: Buffer.from('r'), lt: Buffer.from('s') }, (rows) => {
       fault = verifier.push(rows);
       if (verifier.count - reported >= 10_000) {
         reported = verifier.count;
@@ -690,8 +927,52 @@ export class Journal extends EventEmitter<{ appended: [Head]; acked: [Position];
       return fault === null;
     });
     onProgress?.(verifier.count);
-    if (fault) return fault;
-    const lastGood = verifier.lastGood;
+    return fault ?? this.endsAtHead(verifier.lastGood);
+  }
+
+  /**
+   * What start-up verifies: the newest `verifyOnOpen` records (the head region, where a crash
+   * or a recent edit would be), chained from the stored hash of the record before them, and
+   * that they end at the recorded head. The older unshipped records are left to `read`, which
+   * verifies them, chained from the acked record, before it hands them out. When the tail is
+   * no longer than the region, or the region shows damage, this is `verifyTail`: the whole
+   * tail, so the fault named is the first one.
+   */
+  async verifyOnOpen(): Promise<TailFault | null> {
+    this.lazy = null;
+    const h = this.headPos;
+    this.openedHead = h ? recordKey(h.chain, h.seq) : null;
+    const limit = Math.max(1, this.opts.verifyOnOpen ?? 50_000);
+    const a = this.ackedPos;
+    const gte = a ? recordKey(a.chain, a.seq + 1n) : Buffer.from('r');
+    const rows = await this.db.iterator({ gte, lt: Buffer.from('s'), reverse: true, limit: limit + 1 }).all();
+    if (rows.length <= limit) return this.verifyTail();
+    rows.reverse();
+    const [startKey, startValue] = rows[0]!;
+    if (startKey.length !== 13 || startValue.length < VALUE_HEADER) return this.verifyTail();
+    const start: Head = {
+      chain: startKey.readUInt32BE(1),
+      seq: startKey.readBigUInt64BE(5),
+      hash: Buffer.from(startValue.subarray(1, VALUE_HEADER)),
+    };
+    const chainIdOf = (no: number) => this.chains.get(no)?.chainId;
+    const region = new TailVerifier(this.opts.agentId, chainIdOf, start);
+    if (region.push(rows.slice(1)) || this.endsAtHead(region.lastGood)) return this.verifyTail();
+    this.lazy = {
+      verifier: new TailVerifier(this.opts.agentId, chainIdOf, a),
+      last: a ? recordKey(a.chain, a.seq) : Buffer.from('r'),
+      through: startKey,
+    };
+    return null;
+  }
+
+  /** True while older records found at open are still to be verified (by `read`). */
+  get verifying(): boolean {
+    return this.lazy !== null;
+  }
+
+  /** A `truncated` fault when the verified records do not end at the recorded head. */
+  private endsAtHead(lastGood: Head | null): TailFault | null {
     const h = this.headPos;
     if (
       h &&
@@ -709,16 +990,15 @@ export class Journal extends EventEmitter<{ appended: [Head]; acked: [Position];
   }
 
   /**
-   * Feeds the rows in [gte, lt) to `fn` in chunks, in key order, until it returns false.
+   * Feeds the rows of `range` to `fn` in chunks, in key order, until it returns false.
    * The next chunk is read (on LevelDB's thread) while `fn` works on this one.
    */
   private async scan(
-    gte: Buffer,
-    lt: Buffer,
+    range: { gt?: Buffer; gte?: Buffer; lt: Buffer },
     fn: (rows: [Buffer, Buffer][]) => boolean,
     chunk = 2000,
   ): Promise<void> {
-    const it = this.db.iterator({ gte, lt, highWaterMarkBytes: 4 * 1024 * 1024 });
+    const it = this.db.iterator({ ...range, highWaterMarkBytes: 4 * 1024 * 1024 });
     let pending = it.nextv(chunk);
     try {
       for (;;) {
@@ -747,6 +1027,7 @@ export class Journal extends EventEmitter<{ appended: [Head]; acked: [Position];
     }
     this.wakeSpaceWaiters();
     while (this.writing) await new Promise((r) => setTimeout(r, 1));
+    await this.lock;
     await this.db.close();
   }
 }
