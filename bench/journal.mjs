@@ -58,12 +58,18 @@ const cpuSince = (from) => {
   const c = process.cpuUsage(from);
   return c.user + c.system;
 };
+/** CPU µs of the main (JavaScript) thread alone since `from`: what one core has to carry. */
+const mainCpuSince = (from) => {
+  const c = process.threadCpuUsage(from);
+  return c.user + c.system;
+};
 
 try {
   let journal = make();
   await journal.open();
   let next = 0;
   let cpu = process.cpuUsage();
+  let mainCpu = process.threadCpuUsage();
   const started = performance.now();
   let lastReport = started;
   async function producer() {
@@ -83,6 +89,7 @@ try {
   await Promise.all(Array.from({ length: PRODUCERS }, producer));
   const appendS = (performance.now() - started) / 1000;
   const appendCpu = cpuSince(cpu);
+  const appendMainCpu = mainCpuSince(mainCpu);
   const fsyncs = journal.fsyncs;
   const rssAfterAppend = rss();
   await journal.close();
@@ -105,9 +112,11 @@ try {
 
   t = performance.now();
   cpu = process.cpuUsage();
+  mainCpu = process.threadCpuUsage();
   const fault = await journal.verifyTail();
   const verifyS = (performance.now() - t) / 1000;
   const verifyCpu = cpuSince(cpu);
+  const verifyMainCpu = mainCpuSince(mainCpu);
   await journal.close();
   if (fault) throw new Error(`benchmark journal does not verify: ${JSON.stringify(fault)}`);
 
@@ -117,14 +126,14 @@ try {
     `journal benchmark — ${fmt(TOTAL)} events of ${sample.length} canonical bytes, ${PRODUCERS} producers, batches of ${BATCH}`,
   );
   console.log(
-    `  append (sealed, fsynced group commit): ${fmt(TOTAL / appendS)} events/s  (${appendS.toFixed(1)} s, ${fmt(fsyncs)} fsyncs, CPU ${perRecord(appendCpu)} µs/event)`,
+    `  append (sealed, fsynced group commit): ${fmt(TOTAL / appendS)} events/s  (${appendS.toFixed(1)} s, ${fmt(fsyncs)} fsyncs, CPU ${perRecord(appendCpu)} µs/event, main thread ${perRecord(appendMainCpu)})`,
   );
   console.log(`  LevelDB open with ${fmt(TOTAL)} unshipped records: ${(openS * 1000).toFixed(0)} ms`);
   console.log(
     `  agent start-up (openWithRecovery):     ${(startupS * 1000).toFixed(0)} ms  (CPU ${(startupCpu / 1000).toFixed(0)} ms)`,
   );
   console.log(
-    `  verify (recompute every hash):         ${fmt(TOTAL / verifyS)} records/s  (${verifyS.toFixed(1)} s, CPU ${perRecord(verifyCpu)} µs/record)`,
+    `  verify (recompute every hash):         ${fmt(TOTAL / verifyS)} records/s  (${verifyS.toFixed(1)} s, CPU ${perRecord(verifyCpu)} µs/record, main thread ${perRecord(verifyMainCpu)})`,
   );
   console.log(`  RSS after appends: ${rssAfterAppend} MB`);
 } finally {

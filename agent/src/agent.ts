@@ -272,6 +272,8 @@ export class Agent {
         acked_seq: journal.acked ? String(journal.acked.seq) : null,
         backlog_records: journal.backlogRecords,
         backlog_bytes: journal.backlogBytes,
+        // Older unshipped records found at start-up are verified as they are shipped.
+        backlog_verifying: journal.verifying,
         disk_bytes: await diskUsage(paths.journal),
         connected: this.shipper.connected,
         last_ack_time: this.shipper.lastAckAt?.toISOString() ?? null,

@@ -5,7 +5,7 @@
  *   'r' u32(chain_no) u64(seq)  → 0x01 record_hash(32) event_bytes     a record
  *                               → 0x02 record_hash(32) event_hash(32)  a record whose payload was
  *                                                                      dropped (on_full: drop_oldest)
- *   'q' u32(chain_no) u64(seq)  → the record as it was found            quarantined on open (kept, never shipped)
+ *   'q' u32(chain_no) u64(seq)  → the record as it was found            quarantined (kept, never shipped)
  *   'c' u32(chain_no)           → JSON ChainMeta                        every chain: id, start, end
  *   'p' <source>                → JSON                                  a source's read position
  *   's' <ns> 0x00 <key>         → JSON                                  state kept by sources (FIM baseline entries
@@ -21,14 +21,33 @@
  *   - records, the head, and the positions/state given with them are written in one
  *     `sync: true` batch, and an append resolves only after it: a source's position
  *     is never ahead of its events, nor behind them;
- *   - a record is deleted only after the collector acknowledged it (`ack`).
+ *   - a record is deleted only after the collector acknowledged it (`ack`);
+ *   - a record leaves through `read` only once it was verified, chained from the
+ *     acked record (or from record 0 of its chain).
+ *
+ * Verification timing. Start-up (`verifyOnOpen`) checks the newest `verifyOnOpen`
+ * records (default 50,000: the head region, where a crash or a recent edit would
+ * be), chained from the stored hash of the record just before them, and that they
+ * end at the recorded head: bounded work, however long the backlog. When the tail
+ * is no longer than that, or the region shows damage, it checks the whole tail
+ * instead, so the fault it names is the first one. The older records are checked by
+ * `read`, chained from the acked record, before it hands them to the shipper (a
+ * reader that resumes further on gets the records in between checked first; an
+ * ack past them ends their check). Damage found there is recovered inside the
+ * journal in one durable batch: the records from the fault on are removed, those
+ * that were there at open are quarantined, a new chain starts naming the last good
+ * record, an `integrity` event is sealed in it (and emitted), and the events this
+ * process accepted since start-up are sealed again after it, so no accepted event
+ * is lost (its own checkpoints and other agent events name the old chain: they are
+ * quarantined with it). `verifyTail` (the `verify` command) checks the whole tail.
  *
  * Appends are group-committed: callers that arrive within the commit window, or
- * while a batch is being written, are sealed together into one batch.
+ * while a batch is being written, are sealed together into one batch. Group
+ * commits, acks and recovery never interleave (`exclusive`).
  */
 import { EventEmitter } from 'node:events';
 import { mkdirSync, renameSync } from 'node:fs';
-import { ChainVerifier, eventHash, HASH_BYTES, RecordHasher, ZERO_HASH } from '@sealtrail/chain';
+import { eventHash, HASH_BYTES, RecordHasher } from '@sealtrail/chain';
 import { SealtrailError } from '@sealtrail/errors';
 import { ClassicLevel } from 'classic-level';
 import {
@@ -36,7 +55,6 @@ import {
   type Head,
   type JournalRecord,
   KIND_ERASED,
-  KIND_FULL,
   type Position,
   payloadSize,
   recordKey,
