@@ -808,7 +808,12 @@ export class Journal extends EventEmitter<{
    * with their event hashes (the chain still verifies), then seals an
    * `agent.journal.gap` event naming the range. Returns the bytes freed.
    */
-  private async dropOldest(needed: number): Promise<number> {
+  private dropOldest(needed: number): Promise<number> {
+    // Exclusive: a recovery must not see its removed records put back.
+    return this.exclusive(() => this.dropOldestNow(needed));
+  }
+
+  private async dropOldestNow(needed: number): Promise<number> {
     const ops: Op[] = [];
     let freed = 0;
     let records = 0;
