@@ -26,7 +26,7 @@
  *     acked record (or from record 0 of its chain).
  *
  * Verification timing. Start-up (`verifyOnOpen`) checks the newest `verifyOnOpen`
- * records (default 50,000: the head region, where a crash or a recent edit would
+ * records (default 20,000: the head region, where a crash or a recent edit would
  * be), chained from the stored hash of the record just before them, and that they
  * end at the recorded head: bounded work, however long the backlog. When the tail
  * is no longer than that, or the region shows damage, it checks the whole tail
@@ -145,7 +145,7 @@ export interface JournalOptions {
   commitWindowMs?: number;
   /**
    * Records `verifyOnOpen` checks before the agent runs (the newest ones); older unshipped
-   * records are checked as `read` reaches them. Default 50,000.
+   * records are checked as `read` reaches them. Default 20,000 (20 checkpoints at the default interval).
    */
   verifyOnOpen?: number;
 }
@@ -965,7 +965,7 @@ export class Journal extends EventEmitter<{
     this.lazy = null;
     const h = this.headPos;
     this.openedHead = h ? recordKey(h.chain, h.seq) : null;
-    const limit = Math.max(1, this.opts.verifyOnOpen ?? 50_000);
+    const limit = Math.max(1, this.opts.verifyOnOpen ?? 20_000);
     const a = this.ackedPos;
     const gte = a ? recordKey(a.chain, a.seq + 1n) : Buffer.from('r');
     const rows = await this.db.iterator({ gte, lt: Buffer.from('s'), reverse: true, limit: limit + 1 }).all();

@@ -1,7 +1,7 @@
 /**
  * Opening the journal never blocks start-up on damage. On open it verifies the
  * newest records of the tail it has not shipped yet (`Journal.verifyOnOpen`: the
- * head region, 50,000 records by default; the whole tail when it is shorter or the
+ * head region, 20,000 records by default; the whole tail when it is shorter or the
  * region shows damage) and checks itself against its anchor. The older unshipped
  * records are verified by `Journal.read` before they are shipped; damage found
  * there is handled the same way, from inside the journal (its `integrity` event):
