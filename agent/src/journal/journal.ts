@@ -5,13 +5,19 @@
  *   'r' u32(chain_no) u64(seq)  → 0x01 record_hash(32) event_bytes     a record
  *                               → 0x02 record_hash(32) event_hash(32)  a record whose payload was
  *                                                                      dropped (on_full: drop_oldest)
+ *   'r' u32(chain_no) u64(seq) 0x00 → JSON head and counters           a head mark, written with each
+ *                                                                      batch right after its last
+ *                                                                      record; the newest is the last
+ *                                                                      key of the 'r' range (the head)
  *   'q' u32(chain_no) u64(seq)  → the record as it was found            quarantined (kept, never shipped)
  *   'c' u32(chain_no)           → JSON ChainMeta                        every chain: id, start, end
  *   'p' <source>                → JSON                                  a source's read position
  *   's' <ns> 0x00 <key>         → JSON                                  state kept by sources (FIM baseline entries
  *                                                                      `fim/<source>`, inventory snapshots
  *                                                                      `inv/<source>/<table>`)
- *   'm' head | acked            → JSON                                  the newest record; the last acknowledged one
+ *   'm' acked                   → JSON                                  the last acknowledged record
+ *   'm' head                    → JSON                                  the head, in journals written before
+ *                                                                      head marks (dropped at the next write)
  *
  * Invariants:
  *   - within a chain, records are contiguous and record(n) chains to record(n-1)
@@ -21,7 +27,11 @@
  *   - records, the head, and the positions/state given with them are written in one
  *     `sync: true` batch, and an append resolves only after it: a source's position
  *     is never ahead of its events, nor behind them;
- *   - a record is deleted only after the collector acknowledged it (`ack`);
+ *   - the head is never a fixed key rewritten by every batch: with one, every LevelDB
+ *     table would overlap every other and compaction would rewrite them all again and
+ *     again; head marks keep the tables of a growing backlog disjoint;
+ *   - a record is deleted only after the collector acknowledged it (`ack`), with the
+ *     head marks before it;
  *   - a record leaves through `read` only once it was verified, chained from the
  *     acked record (or from record 0 of its chain).
  *
@@ -53,6 +63,8 @@ import { ClassicLevel } from 'classic-level';
 import {
   decodeRecordValue,
   type Head,
+  headMarkKey,
+  isHeadMark,
   type JournalRecord,
   KIND_ERASED,
   type Position,
@@ -151,6 +163,7 @@ export interface JournalOptions {
 }
 
 type Op = { type: 'put'; key: Buffer; value: Buffer } | { type: 'del'; key: Buffer };
+type Batch = ReturnType<ClassicLevel<Buffer, Buffer>['batch']>;
 
 const META_HEAD = Buffer.from('mhead');
 /** How the agent's own events read in canonical JSON (keys sorted, so this is exact). */
@@ -164,9 +177,9 @@ function chainKey(no: number): Buffer {
   return k;
 }
 
-/** The key of the record after a record key (same chain, seq + 1); null for any other key. */
+/** The key of the record after a record key or head mark (same chain, seq + 1); else null. */
 function successorKey(key: Buffer): Buffer | null {
-  if (key.length !== 13 || key[0] !== 0x72) return null;
+  if ((key.length !== 13 && !isHeadMark(key)) || key[0] !== 0x72) return null;
   return recordKey(key.readUInt32BE(1), key.readBigUInt64BE(5) + 1n);
 }
 
@@ -230,6 +243,8 @@ export class Journal extends EventEmitter<{
   /** Serializes the writers that must not interleave: group commits, acks, recovery. */
   private lock: Promise<unknown> = Promise.resolve();
   private lazy: LazyCheck | null = null;
+  /** An 'mhead' key from before head marks is still there (deleted with the next head mark). */
+  private legacyHead = false;
   /** Key of the head at open: a record with a larger key was sealed by this process. */
   private openedHead: Buffer | null = null;
   /** Counted for metrics. */
@@ -272,7 +287,14 @@ export class Journal extends EventEmitter<{
     }
     const last = [...this.chains.keys()].sort((a, b) => a - b).pop();
     if (last !== undefined) this.setCurrent(this.chains.get(last)!);
-    const head = await this.db.get(META_HEAD);
+    // The newest head mark is the last key of the 'r' range; journals written before head
+    // marks keep their head under 'mhead' until the next write.
+    const [lastRow] = await this.db
+      .iterator({ gte: Buffer.from('r'), lt: Buffer.from('s'), reverse: true, limit: 1 })
+      .all();
+    const legacy = await this.db.get(META_HEAD);
+    this.legacyHead = legacy !== undefined;
+    const head = lastRow && isHeadMark(lastRow[0]) ? lastRow[1] : legacy;
     if (head) {
       const h = JSON.parse(head.toString());
       this.headPos = { chain: h.chain, seq: BigInt(h.seq), hash: Buffer.from(h.hash, 'hex') };
@@ -447,6 +469,12 @@ export class Journal extends EventEmitter<{
     }
   }
 
+  /** Writes `head` with the counters as a head mark (and drops a pre-head-mark 'mhead'). */
+  private putHead(batch: Batch, head: Head, counts: Counters): void {
+    batch.put(headMarkKey(head.chain, head.seq), headMeta(head, counts));
+    if (this.legacyHead) batch.del(META_HEAD);
+  }
+
   private exclusive<T>(fn: () => Promise<T>): Promise<T> {
     const run = this.lock.then(fn);
     this.lock = run.catch(() => undefined);
@@ -490,11 +518,15 @@ export class Journal extends EventEmitter<{
     }
     const head = sealer.head;
     const appended = { bytes: this.appended.bytes + bytes, records: this.appended.records + records };
-    if (head) batch.put(META_HEAD, headMeta(head, appended));
+    // The head goes in a head mark right after the batch's records, not under one fixed key:
+    // a key rewritten by every batch would make every LevelDB table overlap every other, and
+    // compaction then rewrites them all again and again (3x the write CPU in a backlog).
+    if (head && records > 0) this.putHead(batch, head, appended);
     try {
       this.opts.hooks.beforeWrite?.();
       await batch.write({ sync: true });
       this.fsyncs++;
+      if (head && records > 0) this.legacyHead = false;
     } catch (cause) {
       // Nothing of this group was written; the journal stays usable, so producers can retry.
       await batch.close().catch(() => undefined);
@@ -531,7 +563,13 @@ export class Journal extends EventEmitter<{
       // One native round trip for the whole batch: the default 16 KiB read-ahead would make a
       // 1000-record batch wait ~27 times for a busy event loop.
       const rows = await this.db
-        .iterator({ gte, lt: Buffer.from('s'), limit: maxRecords, highWaterMarkBytes: maxBytes + 64 * 1024 })
+        .iterator({
+          gte,
+          lt: Buffer.from('s'),
+          // Head marks are read too (one per write batch): room for some, so batches stay full.
+          limit: maxRecords + Math.ceil(maxRecords / 4),
+          highWaterMarkBytes: maxBytes + 64 * 1024,
+        })
         .all();
       const lazy = this.lazy;
       const fault = lazy ? await this.checkLazily(lazy, gte, rows) : null;
@@ -545,10 +583,11 @@ export class Journal extends EventEmitter<{
       const out: JournalRecord[] = [];
       let bytes = 0;
       for (const [key, value] of rows) {
+        if (isHeadMark(key)) continue;
         const chain = key.readUInt32BE(1);
         if (out.length > 0 && chain !== out[0]!.chain) break;
         const size = payloadSize(value);
-        if (out.length > 0 && bytes + size > maxBytes) break;
+        if (out.length >= maxRecords || (out.length > 0 && bytes + size > maxBytes)) break;
         out.push(decodeRecordValue(chain, key.readBigUInt64BE(5), value));
         bytes += size;
       }
@@ -607,14 +646,18 @@ export class Journal extends EventEmitter<{
     let keptBytes = 0;
     let kept = 0;
     await this.scan({ gte: Buffer.from('r'), lt: from }, (rows) => {
-      for (const [, value] of rows) keptBytes += payloadSize(value);
-      kept += rows.length;
+      for (const [key, value] of rows) {
+        if (isHeadMark(key)) continue;
+        keptBytes += payloadSize(value);
+        kept++;
+      }
       return true;
     });
     let quarantined = 0;
     await this.scan({ gte: from, lt: Buffer.from('s') }, (rows) => {
       for (const [key, value] of rows) {
         batch.del(key);
+        if (isHeadMark(key)) continue;
         const ours = this.openedHead !== null && Buffer.compare(key, this.openedHead) > 0;
         if (ours && !value.includes(AGENT_SOURCE)) again.push(value);
         else {
@@ -692,7 +735,7 @@ export class Journal extends EventEmitter<{
       bytes: this.ackedCount.bytes + keptBytes + bytes,
       records: this.ackedCount.records + kept + added,
     };
-    batch.put(META_HEAD, headMeta(head, appended));
+    this.putHead(batch, head, appended);
     try {
       this.opts.hooks.beforeWrite?.();
       await batch.write({ sync: true });
@@ -701,6 +744,7 @@ export class Journal extends EventEmitter<{
       throw err;
     }
     this.fsyncs++;
+    this.legacyHead = false;
     this.chains.set(ended.no, ended);
     this.chains.set(meta.no, meta);
     this.setCurrent(meta);
@@ -721,7 +765,7 @@ export class Journal extends EventEmitter<{
         const entries = await it.nextv(1000);
         if (entries.length === 0) break;
         for (const [key, value] of entries)
-          yield decodeRecordValue(key.readUInt32BE(1), key.readBigUInt64BE(5), value);
+          if (!isHeadMark(key)) yield decodeRecordValue(key.readUInt32BE(1), key.readBigUInt64BE(5), value);
       }
     } finally {
       await it.close();
@@ -765,10 +809,12 @@ export class Journal extends EventEmitter<{
     const ops: Op[] = [];
     let bytes = 0;
     let records = 0;
-    const gte = a ? recordKey(a.chain, a.seq + 1n) : Buffer.from('r');
+    // From the acked record's own head mark on; through's mark stays (it may be the head's).
+    const gte = a ? headMarkKey(a.chain, a.seq) : Buffer.from('r');
     const lte = recordKey(through.chain, through.seq);
     for await (const [key, value] of this.db.iterator({ gte, lte })) {
       ops.push({ type: 'del', key });
+      if (isHeadMark(key)) continue;
       bytes += payloadSize(value);
       records++;
     }
@@ -823,7 +869,7 @@ export class Journal extends EventEmitter<{
     for await (const [key, value] of this.db.iterator({ gte: Buffer.from('r'), lt: Buffer.from('s') })) {
       // The agent's own records (chain starts, checkpoints, gap and integrity events) are the
       // evidence of what happened: they are small and never dropped.
-      if (value[0] === KIND_ERASED || value.includes(AGENT_SOURCE)) continue;
+      if (isHeadMark(key) || value[0] === KIND_ERASED || value.includes(AGENT_SOURCE)) continue;
       const rec = decodeRecordValue(key.readUInt32BE(1), key.readBigUInt64BE(5), value);
       if (this.headPos && rec.chain === this.headPos.chain && rec.seq === this.headPos.seq) break;
       // One gap event names one range of one chain.
@@ -885,18 +931,21 @@ export class Journal extends EventEmitter<{
    */
   async quarantineFrom(from: Position): Promise<number> {
     const ops: Op[] = [];
+    let moved = 0;
     for await (const [key, value] of this.db.iterator({
       gte: recordKey(from.chain, from.seq),
       lt: Buffer.from('s'),
     })) {
       ops.push({ type: 'del', key });
+      if (isHeadMark(key)) continue; // resetHead writes the head again
       const q = Buffer.from(key);
       q[0] = 0x71; // 'q'
       ops.push({ type: 'put', key: q, value });
+      moved++;
     }
     if (ops.length === 0) return 0;
     await this.db.batch(ops, { sync: true });
-    return ops.length / 2;
+    return moved;
   }
 
   /**
@@ -906,30 +955,19 @@ export class Journal extends EventEmitter<{
   async resetHead(to: Head | null): Promise<void> {
     let bytes = 0;
     let records = 0;
-    for await (const v of this.db.values({ gte: Buffer.from('r'), lt: Buffer.from('s') })) {
+    for await (const [key, v] of this.db.iterator({ gte: Buffer.from('r'), lt: Buffer.from('s') })) {
+      if (isHeadMark(key)) continue;
       bytes += payloadSize(v);
       records++;
     }
     this.appended = { bytes: this.ackedCount.bytes + bytes, records: this.ackedCount.records + records };
     this.headPos = to ?? this.ackedPos;
     const h = this.headPos;
-    const ops: Op[] = h
-      ? [
-          {
-            type: 'put',
-            key: META_HEAD,
-            value: Buffer.from(
-              JSON.stringify({
-                chain: h.chain,
-                seq: h.seq.toString(),
-                hash: h.hash.toString('hex'),
-                ...this.appended,
-              }),
-            ),
-          },
-        ]
-      : [{ type: 'del', key: META_HEAD }];
-    await this.db.batch(ops, { sync: true });
+    const batch = this.db.batch();
+    if (h) this.putHead(batch, h, this.appended);
+    else if (this.legacyHead) batch.del(META_HEAD);
+    await batch.write({ sync: true });
+    this.legacyHead = false;
   }
 
   /**
@@ -968,8 +1006,12 @@ export class Journal extends EventEmitter<{
     const limit = Math.max(1, this.opts.verifyOnOpen ?? 20_000);
     const a = this.ackedPos;
     const gte = a ? recordKey(a.chain, a.seq + 1n) : Buffer.from('r');
-    const rows = await this.db.iterator({ gte, lt: Buffer.from('s'), reverse: true, limit: limit + 1 }).all();
+    // At most one head mark per record: twice the rows hold the region and the record before it.
+    const rows = (
+      await this.db.iterator({ gte, lt: Buffer.from('s'), reverse: true, limit: 2 * (limit + 1) }).all()
+    ).filter(([key]) => !isHeadMark(key));
     if (rows.length <= limit) return this.verifyTail();
+    rows.length = limit + 1;
     rows.reverse();
     const [startKey, startValue] = rows[0]!;
     if (startKey.length !== 13 || startValue.length < VALUE_HEADER) return this.verifyTail();

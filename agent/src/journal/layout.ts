@@ -1,7 +1,9 @@
 /**
  * The journal's record keys and values (the full key layout is in journal.ts's header):
- *   'r' u32(chain_no) u64(seq) → 0x01 record_hash(32) event_bytes   a record
- *                              → 0x02 record_hash(32) event_hash(32)  one whose payload was dropped
+ *   'r' u32(chain_no) u64(seq)      → 0x01 record_hash(32) event_bytes   a record
+ *                                   → 0x02 record_hash(32) event_hash(32)  one whose payload was dropped
+ *   'r' u32(chain_no) u64(seq) 0x00 → JSON head                          a head mark: the head after a
+ *                                                                        write batch, sorted just after it
  */
 
 export interface Position {
@@ -28,6 +30,19 @@ export const KIND_ERASED = 2;
 /** Kind byte + record hash, before the payload. */
 export const VALUE_HEADER = 33;
 export const RECORD_KEY_BYTES = 13;
+export const HEAD_MARK_BYTES = 14;
+
+/** True for a head mark's key (every other key in the 'r' range is a record). */
+export function isHeadMark(key: Buffer): boolean {
+  return key.length === HEAD_MARK_BYTES;
+}
+
+/** The head mark naming record (chain, seq): it sorts after that record and before the next. */
+export function headMarkKey(chain: number, seq: bigint): Buffer {
+  const k = Buffer.alloc(HEAD_MARK_BYTES);
+  recordKey(chain, seq).copy(k);
+  return k;
+}
 
 export function recordKey(chain: number, seq: bigint, prefix = 'r'): Buffer {
   const k = Buffer.allocUnsafe(RECORD_KEY_BYTES);

@@ -5,11 +5,13 @@
  * Whenever a row is not plainly the next good record, the reference ChainVerifier
  * (packages/chain) decides it, so every fault and its detail are exactly the
  * reference's; the fast path only ever says "good" where the reference would.
+ * Head marks (14-byte keys between the records) are not records and are skipped.
  */
 import { ChainVerifier, eventHashLatin1, HASH_BYTES, RecordHasher, ZERO_HASH } from '@sealtrail/chain';
 import {
   decodeRecordValue,
   type Head,
+  isHeadMark,
   KIND_ERASED,
   type Position,
   RECORD_KEY_BYTES,
@@ -66,6 +68,7 @@ export class TailVerifier {
   /** Checks `rows` in order; the first fault, or null when all of them chain. */
   push(rows: readonly (readonly [Buffer, Buffer])[]): TailFault | null {
     for (const [key, value] of rows) {
+      if (isHeadMark(key)) continue;
       const chain = key.readUInt32BE(1);
       if (chain !== this.chain) {
         const fault = this.enter(chain, key);
