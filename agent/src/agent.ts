@@ -151,7 +151,7 @@ export class Agent {
     });
     const quarantines = new Counter({
       name: 'sealtrail_journal_quarantines_total',
-      help: 'Damage found on open and quarantined, by kind',
+      help: 'Damage found in the journal (on open or before shipping) and quarantined, by kind',
       labelNames: ['kind'],
       registers,
     });
@@ -170,6 +170,7 @@ export class Agent {
           hooks: {
             chainStart: (start) => chainStartEvent(host, identity.publicKey, start),
             gap: (info) => gapEvent(host, info),
+            integrity: (finding) => integrityEvent(host, finding),
             appendLatency: (seconds) => appendLatency.observe(seconds),
           },
           limits: {
@@ -187,6 +188,11 @@ export class Agent {
       this.log.error({ kind: f.kind, ...f.attributes }, f.detail);
       await journal.append({ events: [integrityEvent(host, f)] });
     }
+    // Damage in older records, found as they are read for shipping (sealed by the journal itself).
+    journal.on('integrity', (f) => {
+      quarantines.inc({ kind: f.kind });
+      this.log.error({ kind: f.kind, ...f.attributes }, f.detail);
+    });
     journal.on('dropped', (n) => drops.inc({ reason: 'journal_full' }, n));
     let lastFsyncs = journal.fsyncs;
     journal.on('appended', () => {
@@ -266,6 +272,8 @@ export class Agent {
         acked_seq: journal.acked ? String(journal.acked.seq) : null,
         backlog_records: journal.backlogRecords,
         backlog_bytes: journal.backlogBytes,
+        // Older unshipped records found at start-up are verified as they are shipped.
+        backlog_verifying: journal.verifying,
         disk_bytes: await diskUsage(paths.journal),
         connected: this.shipper.connected,
         last_ack_time: this.shipper.lastAckAt?.toISOString() ?? null,

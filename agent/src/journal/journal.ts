@@ -5,13 +5,19 @@
  *   'r' u32(chain_no) u64(seq)  → 0x01 record_hash(32) event_bytes     a record
  *                               → 0x02 record_hash(32) event_hash(32)  a record whose payload was
  *                                                                      dropped (on_full: drop_oldest)
- *   'q' u32(chain_no) u64(seq)  → the record as it was found            quarantined on open (kept, never shipped)
+ *   'r' u32(chain_no) u64(seq) 0x00 → JSON head and counters           a head mark, written with each
+ *                                                                      batch right after its last
+ *                                                                      record; the newest is the last
+ *                                                                      key of the 'r' range (the head)
+ *   'q' u32(chain_no) u64(seq)  → the record as it was found            quarantined (kept, never shipped)
  *   'c' u32(chain_no)           → JSON ChainMeta                        every chain: id, start, end
  *   'p' <source>                → JSON                                  a source's read position
  *   's' <ns> 0x00 <key>         → JSON                                  state kept by sources (FIM baseline entries
  *                                                                      `fim/<source>`, inventory snapshots
  *                                                                      `inv/<source>/<table>`)
- *   'm' head | acked            → JSON                                  the newest record; the last acknowledged one
+ *   'm' acked                   → JSON                                  the last acknowledged record
+ *   'm' head                    → JSON                                  the head, in journals written before
+ *                                                                      head marks (dropped at the next write)
  *
  * Invariants:
  *   - within a chain, records are contiguous and record(n) chains to record(n-1)
@@ -21,35 +27,56 @@
  *   - records, the head, and the positions/state given with them are written in one
  *     `sync: true` batch, and an append resolves only after it: a source's position
  *     is never ahead of its events, nor behind them;
- *   - a record is deleted only after the collector acknowledged it (`ack`).
+ *   - the head is never a fixed key rewritten by every batch: with one, every LevelDB
+ *     table would overlap every other and compaction would rewrite them all again and
+ *     again; head marks keep the tables of a growing backlog disjoint;
+ *   - a record is deleted only after the collector acknowledged it (`ack`), with the
+ *     head marks before it;
+ *   - a record leaves through `read` only once it was verified, chained from the
+ *     acked record (or from record 0 of its chain).
+ *
+ * Verification timing. Start-up (`verifyOnOpen`) checks the newest `verifyOnOpen`
+ * records (default 20,000: the head region, where a crash or a recent edit would
+ * be), chained from the stored hash of the record just before them, and that they
+ * end at the recorded head: bounded work, however long the backlog. When the tail
+ * is no longer than that, or the region shows damage, it checks the whole tail
+ * instead, so the fault it names is the first one. The older records are checked by
+ * `read`, chained from the acked record, before it hands them to the shipper (a
+ * reader that resumes further on gets the records in between checked first; an
+ * ack past them ends their check). Damage found there is recovered inside the
+ * journal in one durable batch: the records from the fault on are removed, those
+ * that were there at open are quarantined, a new chain starts naming the last good
+ * record, an `integrity` event is sealed in it (and emitted), and the events this
+ * process accepted since start-up are sealed again after it, so no accepted event
+ * is lost (its own checkpoints and other agent events name the old chain: they are
+ * quarantined with it). `verifyTail` (the `verify` command) checks the whole tail.
  *
  * Appends are group-committed: callers that arrive within the commit window, or
- * while a batch is being written, are sealed together into one batch.
+ * while a batch is being written, are sealed together into one batch. Group
+ * commits, acks and recovery never interleave (`exclusive`).
  */
 import { EventEmitter } from 'node:events';
 import { mkdirSync, renameSync } from 'node:fs';
-import { ChainVerifier, eventHash, HASH_BYTES, RecordHasher, ZERO_HASH } from '@sealtrail/chain';
+import { eventHash, HASH_BYTES, RecordHasher } from '@sealtrail/chain';
 import { SealtrailError } from '@sealtrail/errors';
 import { ClassicLevel } from 'classic-level';
+import {
+  decodeRecordValue,
+  type Head,
+  headMarkKey,
+  isHeadMark,
+  type JournalRecord,
+  KIND_ERASED,
+  type Position,
+  payloadSize,
+  recordKey,
+  VALUE_HEADER,
+} from './layout.js';
+import { Sealer } from './seal.js';
+import { type TailFault, TailVerifier } from './tail.js';
 
-export interface Position {
-  chain: number;
-  seq: bigint;
-}
-
-export interface Head extends Position {
-  hash: Buffer;
-}
-
-export interface JournalRecord {
-  chain: number;
-  seq: bigint;
-  recordHash: Buffer;
-  /** Canonical event bytes; absent when the payload was dropped to make room. */
-  eventBytes?: Buffer;
-  /** Present when eventBytes is absent: what the record committed to. */
-  eventHash?: Buffer;
-}
+export type { Head, JournalRecord, Position } from './layout.js';
+export { decodeRecordValue, recordKey } from './layout.js';
 
 export interface ChainMeta {
   no: number;
@@ -110,6 +137,15 @@ export interface JournalHooks {
   appendLatency?(seconds: number): void;
   /** Called before every write batch; tests throw from it to inject ENOSPC and the like. */
   beforeWrite?(): void;
+  /** Builds the sealed `integrity` event for damage found while reading (see `read`). */
+  integrity?(finding: IntegrityFinding): Buffer;
+}
+
+/** Damage the journal found, and what it did about it (sealed as an `integrity` event). */
+export interface IntegrityFinding {
+  kind: 'corruption' | 'rollback' | 'unreadable';
+  detail: string;
+  attributes: Record<string, unknown>;
 }
 
 export interface JournalOptions {
@@ -119,25 +155,20 @@ export interface JournalOptions {
   limits?: Partial<JournalLimits>;
   /** How long the first append of a group waits for others to join it. */
   commitWindowMs?: number;
+  /**
+   * Records `verifyOnOpen` checks before the agent runs (the newest ones); older unshipped
+   * records are checked as `read` reaches them. Default 20,000 (20 checkpoints at the default interval).
+   */
+  verifyOnOpen?: number;
 }
 
 type Op = { type: 'put'; key: Buffer; value: Buffer } | { type: 'del'; key: Buffer };
+type Batch = ReturnType<ClassicLevel<Buffer, Buffer>['batch']>;
 
-const KIND_FULL = 1;
-const KIND_ERASED = 2;
-const VALUE_HEADER = 1 + HASH_BYTES;
 const META_HEAD = Buffer.from('mhead');
 /** How the agent's own events read in canonical JSON (keys sorted, so this is exact). */
 const AGENT_SOURCE = Buffer.from('"source":{"kind":"agent"');
 const META_ACKED = Buffer.from('macked');
-
-export function recordKey(chain: number, seq: bigint, prefix = 'r'): Buffer {
-  const k = Buffer.allocUnsafe(13);
-  k[0] = prefix.charCodeAt(0);
-  k.writeUInt32BE(chain, 1);
-  k.writeBigUInt64BE(seq, 5);
-  return k;
-}
 
 function chainKey(no: number): Buffer {
   const k = Buffer.allocUnsafe(5);
@@ -146,20 +177,22 @@ function chainKey(no: number): Buffer {
   return k;
 }
 
+/** The key of the record after a record key or head mark (same chain, seq + 1); else null. */
+function successorKey(key: Buffer): Buffer | null {
+  if ((key.length !== 13 && !isHeadMark(key)) || key[0] !== 0x72) return null;
+  return recordKey(key.readUInt32BE(1), key.readBigUInt64BE(5) + 1n);
+}
+
+/** The 'm' head value: the newest record and the cumulative counters. */
+function headMeta(h: Head, counts: Counters): Buffer {
+  return Buffer.from(
+    JSON.stringify({ chain: h.chain, seq: h.seq.toString(), hash: h.hash.toString('hex'), ...counts }),
+  );
+}
+
 const positionKey = (source: string) => Buffer.from(`p${source}`, 'utf8');
 /** `ns` never holds NUL (appends with one are refused), so a namespace is one key range. */
 const stateKey = (ns: string, key: string) => Buffer.from(`s${ns}\0${key}`, 'utf8');
-
-export function decodeRecordValue(chain: number, seq: bigint, v: Buffer): JournalRecord {
-  const recordHash = v.subarray(1, VALUE_HEADER);
-  if (v[0] === KIND_ERASED) return { chain, seq, recordHash, eventHash: v.subarray(VALUE_HEADER) };
-  return { chain, seq, recordHash, eventBytes: v.subarray(VALUE_HEADER) };
-}
-
-/** Bytes a record's payload occupies in the backlog accounting. */
-function payloadSize(v: Buffer): number {
-  return v.length - VALUE_HEADER;
-}
 
 interface Pending {
   /** `chain`: this append is record 0 of that new chain, written with `meta` ops. */
@@ -176,7 +209,23 @@ interface Counters {
   records: number;
 }
 
-export class Journal extends EventEmitter<{ appended: [Head]; acked: [Position]; dropped: [number] }> {
+/**
+ * Unshipped records that were in the journal at open and not verified then: `read` checks
+ * them before it hands them out. `last` is the key of the last row checked (or the start),
+ * `through` the key of the last row of the region.
+ */
+interface LazyCheck {
+  verifier: TailVerifier;
+  last: Buffer;
+  through: Buffer;
+}
+
+export class Journal extends EventEmitter<{
+  appended: [Head];
+  acked: [Position];
+  dropped: [number];
+  integrity: [IntegrityFinding];
+}> {
   readonly db: ClassicLevel<Buffer, Buffer>;
   private readonly limits: JournalLimits;
   private chains = new Map<number, ChainMeta>();
@@ -191,6 +240,13 @@ export class Journal extends EventEmitter<{ appended: [Head]; acked: [Position];
   private timer: NodeJS.Timeout | null = null;
   private spaceWaiters: (() => void)[] = [];
   private closed = false;
+  /** Serializes the writers that must not interleave: group commits, acks, recovery. */
+  private lock: Promise<unknown> = Promise.resolve();
+  private lazy: LazyCheck | null = null;
+  /** An 'mhead' key from before head marks is still there (deleted with the next head mark). */
+  private legacyHead = false;
+  /** Key of the head at open: a record with a larger key was sealed by this process. */
+  private openedHead: Buffer | null = null;
   /** Counted for metrics. */
   fsyncs = 0;
 
@@ -231,7 +287,14 @@ export class Journal extends EventEmitter<{ appended: [Head]; acked: [Position];
     }
     const last = [...this.chains.keys()].sort((a, b) => a - b).pop();
     if (last !== undefined) this.setCurrent(this.chains.get(last)!);
-    const head = await this.db.get(META_HEAD);
+    // The newest head mark is the last key of the 'r' range; journals written before head
+    // marks keep their head under 'mhead' until the next write.
+    const [lastRow] = await this.db
+      .iterator({ gte: Buffer.from('r'), lt: Buffer.from('s'), reverse: true, limit: 1 })
+      .all();
+    const legacy = await this.db.get(META_HEAD);
+    this.legacyHead = legacy !== undefined;
+    const head = lastRow && isHeadMark(lastRow[0]) ? lastRow[1] : legacy;
     if (head) {
       const h = JSON.parse(head.toString());
       this.headPos = { chain: h.chain, seq: BigInt(h.seq), hash: Buffer.from(h.hash, 'hex') };
@@ -399,11 +462,23 @@ export class Journal extends EventEmitter<{ appended: [Head]; acked: [Position];
         const first = this.queue[0]!;
         const n = first.req.chain ? 1 : this.queue.findIndex((p) => p.req.chain);
         const group = this.queue.splice(0, n === -1 ? this.queue.length : Math.max(n, 1));
-        await this.writeGroup(group);
+        await this.exclusive(() => this.writeGroup(group));
       }
     } finally {
       this.writing = false;
     }
+  }
+
+  /** Writes `head` with the counters as a head mark (and drops a pre-head-mark 'mhead'). */
+  private putHead(batch: Batch, head: Head, counts: Counters): void {
+    batch.put(headMarkKey(head.chain, head.seq), headMeta(head, counts));
+    if (this.legacyHead) batch.del(META_HEAD);
+  }
+
+  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.lock.then(fn);
+    this.lock = run.catch(() => undefined);
+    return run;
   }
 
   private async writeGroup(group: Pending[]): Promise<void> {
@@ -413,56 +488,48 @@ export class Journal extends EventEmitter<{ appended: [Head]; acked: [Position];
     const hasher = starting
       ? new RecordHasher({ agentId: this.opts.agentId, chainId: starting.chainId })
       : this.hasher!;
-    let head: Head | null = starting
-      ? null
-      : this.headPos && this.headPos.chain === chainNo
-        ? this.headPos
-        : null;
-    const ops: Op[] = [];
+    const after = starting ? null : this.headPos && this.headPos.chain === chainNo ? this.headPos : null;
+    const sealer = new Sealer(hasher, chainNo, after);
+    // A chained batch: one native call per put, where an array of op objects costs property lookups.
+    const batch = this.db.batch();
     const ranges: { first: bigint; last: bigint }[] = [];
     let bytes = 0;
     let records = 0;
     for (const p of group) {
-      const first = head ? head.seq + 1n : 0n;
+      const first = sealer.nextSeq;
       for (const ev of p.req.events) {
-        const seq = head ? head.seq + 1n : 0n;
-        const hash = hasher.seal(seq, head ? head.hash : ZERO_HASH, ev);
-        const value = Buffer.allocUnsafe(VALUE_HEADER + ev.length);
-        value[0] = KIND_FULL;
-        hash.copy(value, 1);
-        ev.copy(value, VALUE_HEADER);
-        ops.push({ type: 'put', key: recordKey(chainNo, seq), value });
-        head = { chain: chainNo, seq, hash };
+        const [key, value] = sealer.full(ev);
+        batch.put(key, value);
         bytes += ev.length;
-        records++;
       }
+      records += p.req.events.length;
       for (const [source, pos] of Object.entries(p.req.positions ?? {})) {
-        ops.push({ type: 'put', key: positionKey(source), value: Buffer.from(JSON.stringify(pos)) });
+        batch.put(positionKey(source), Buffer.from(JSON.stringify(pos)));
       }
       for (const w of p.req.state ?? []) {
-        if (w.value === null) ops.push({ type: 'del', key: stateKey(w.ns, w.key) });
-        else
-          ops.push({ type: 'put', key: stateKey(w.ns, w.key), value: Buffer.from(JSON.stringify(w.value)) });
+        if (w.value === null) batch.del(stateKey(w.ns, w.key));
+        else batch.put(stateKey(w.ns, w.key), Buffer.from(JSON.stringify(w.value)));
       }
-      if (p.req.meta) ops.push(...p.req.meta);
-      ranges.push({ first, last: head ? head.seq : first - 1n });
+      for (const op of p.req.meta ?? []) {
+        if (op.type === 'put') batch.put(op.key, op.value);
+        else batch.del(op.key);
+      }
+      ranges.push({ first, last: sealer.nextSeq - 1n });
     }
+    const head = sealer.head;
     const appended = { bytes: this.appended.bytes + bytes, records: this.appended.records + records };
-    if (head) {
-      const meta = {
-        chain: head.chain,
-        seq: head.seq.toString(),
-        hash: head.hash.toString('hex'),
-        ...appended,
-      };
-      ops.push({ type: 'put', key: META_HEAD, value: Buffer.from(JSON.stringify(meta)) });
-    }
+    // The head goes in a head mark right after the batch's records, not under one fixed key:
+    // a key rewritten by every batch would make every LevelDB table overlap every other, and
+    // compaction then rewrites them all again and again (3x the write CPU in a backlog).
+    if (head && records > 0) this.putHead(batch, head, appended);
     try {
       this.opts.hooks.beforeWrite?.();
-      await this.db.batch(ops, { sync: true });
+      await batch.write({ sync: true });
       this.fsyncs++;
+      if (head && records > 0) this.legacyHead = false;
     } catch (cause) {
       // Nothing of this group was written; the journal stays usable, so producers can retry.
+      await batch.close().catch(() => undefined);
       const code = (cause as NodeJS.ErrnoException).code;
       const err = new SealtrailError(
         'ST_JOURNAL_WRITE',
@@ -491,23 +558,201 @@ export class Journal extends EventEmitter<{ appended: [Head]; acked: [Position];
    * kept), all from one chain: a batch never spans a chain boundary.
    */
   async read(after: Position | null, maxRecords: number, maxBytes: number): Promise<JournalRecord[]> {
-    const out: JournalRecord[] = [];
-    let bytes = 0;
     const gte = after ? recordKey(after.chain, after.seq + 1n) : Buffer.from('r');
-    // One native round trip for the whole batch: the default 16 KiB read-ahead would make a
-    // 1000-record batch wait ~27 times for a busy event loop.
-    const rows = await this.db
-      .iterator({ gte, lt: Buffer.from('s'), limit: maxRecords, highWaterMarkBytes: maxBytes + 64 * 1024 })
-      .all();
-    for (const [key, value] of rows) {
-      const chain = key.readUInt32BE(1);
-      if (out.length > 0 && chain !== out[0]!.chain) break;
-      const size = payloadSize(value);
-      if (out.length > 0 && bytes + size > maxBytes) break;
-      out.push(decodeRecordValue(chain, key.readBigUInt64BE(5), value));
-      bytes += size;
+    for (;;) {
+      // One native round trip for the whole batch: the default 16 KiB read-ahead would make a
+      // 1000-record batch wait ~27 times for a busy event loop.
+      const rows = await this.db
+        .iterator({
+          gte,
+          lt: Buffer.from('s'),
+          // Head marks are read too (one per write batch): room for some, so batches stay full.
+          limit: maxRecords + Math.ceil(maxRecords / 4),
+          highWaterMarkBytes: maxBytes + 64 * 1024,
+        })
+        .all();
+      const lazy = this.lazy;
+      const fault = lazy ? await this.checkLazily(lazy, gte, rows) : null;
+      if (fault) {
+        // Never hand out what does not verify: quarantine it, start a new chain, read again.
+        await this.exclusive(async () => {
+          if (this.lazy === lazy) await this.recover(fault);
+        });
+        continue;
+      }
+      const out: JournalRecord[] = [];
+      let bytes = 0;
+      for (const [key, value] of rows) {
+        if (isHeadMark(key)) continue;
+        const chain = key.readUInt32BE(1);
+        if (out.length > 0 && chain !== out[0]!.chain) break;
+        const size = payloadSize(value);
+        if (out.length >= maxRecords || (out.length > 0 && bytes + size > maxBytes)) break;
+        out.push(decodeRecordValue(chain, key.readBigUInt64BE(5), value));
+        bytes += size;
+      }
+      return out;
     }
-    return out;
+  }
+
+  /** Rows [gte, ...) about to be read: the first fault among those not yet verified, or null. */
+  private async checkLazily(
+    lazy: LazyCheck,
+    gte: Buffer,
+    rows: [Buffer, Buffer][],
+  ): Promise<TailFault | null> {
+    if (rows.length === 0 || Buffer.compare(rows[rows.length - 1]![0], lazy.last) <= 0) return null;
+    const next = successorKey(lazy.last);
+    if (Buffer.compare(gte, lazy.last) > 0 && !(next && gte.equals(next))) {
+      // The reader skipped ahead of what was checked (a resume): check the rows in between first.
+      let fault: TailFault | null = null;
+      await this.scan({ gt: lazy.last, lt: gte }, (between) => {
+        fault = this.feedLazy(lazy, between);
+        return fault === null && this.lazy === lazy;
+      });
+      if (fault || this.lazy !== lazy) return fault;
+    }
+    return this.feedLazy(lazy, rows);
+  }
+
+  /** Checks the rows of `rows` after `lazy.last` and up to `lazy.through`; ends the check there. */
+  private feedLazy(lazy: LazyCheck, rows: [Buffer, Buffer][]): TailFault | null {
+    let i = 0;
+    while (i < rows.length && Buffer.compare(rows[i]![0], lazy.last) <= 0) i++;
+    let j = i;
+    while (j < rows.length && Buffer.compare(rows[j]![0], lazy.through) <= 0) j++;
+    if (j > i) {
+      const fault = lazy.verifier.push(rows.slice(i, j));
+      if (fault) return fault;
+      lazy.last = rows[j - 1]![0];
+    }
+    // What follows `through` was verified at open, chained from it.
+    if (Buffer.compare(lazy.last, lazy.through) >= 0 && this.lazy === lazy) this.lazy = null;
+    return null;
+  }
+
+  /**
+   * Damage found by `read`: the records from the fault on are removed, those that were in
+   * the journal at open are quarantined ('q' keys, never shipped), and a new chain starts
+   * naming the last good record, with an `integrity` event, then the events this process
+   * sealed after the fault (other than its own agent events) sealed again, all in one
+   * durable batch. The same as open does on damage, less the events accepted since.
+   */
+  private async recover(fault: TailFault): Promise<void> {
+    const batch = this.db.batch();
+    const again: Buffer[] = [];
+    const from = recordKey(fault.position.chain, fault.position.seq);
+    // Counted from what is kept, as open does: the damage may be records that are gone.
+    let keptBytes = 0;
+    let kept = 0;
+    await this.scan({ gte: Buffer.from('r'), lt: from }, (rows) => {
+      for (const [key, value] of rows) {
+        if (isHeadMark(key)) continue;
+        keptBytes += payloadSize(value);
+        kept++;
+      }
+      return true;
+    });
+    let quarantined = 0;
+    await this.scan({ gte: from, lt: Buffer.from('s') }, (rows) => {
+      for (const [key, value] of rows) {
+        batch.del(key);
+        if (isHeadMark(key)) continue;
+        const ours = this.openedHead !== null && Buffer.compare(key, this.openedHead) > 0;
+        if (ours && !value.includes(AGENT_SOURCE)) again.push(value);
+        else {
+          const q = Buffer.from(key);
+          q[0] = 0x71; // 'q'
+          batch.put(q, value);
+          quarantined++;
+        }
+      }
+      return true;
+    });
+    const prevMeta = this.current!;
+    const last = fault.lastGood ?? this.ackedPos;
+    const endsHere = last && last.chain === prevMeta.no ? last : null;
+    const previous = endsHere
+      ? {
+          chain_id: prevMeta.chainId,
+          last_seq: String(endsHere.seq),
+          last_hash: endsHere.hash.toString('hex'),
+        }
+      : null;
+    const ended: ChainMeta = {
+      ...prevMeta,
+      end: endsHere ? { seq: String(endsHere.seq), hash: endsHere.hash.toString('hex') } : null,
+    };
+    const meta: ChainMeta = {
+      no: prevMeta.no + 1,
+      chainId: crypto.randomUUID(),
+      startedAt: new Date().toISOString(),
+      reason: 'corruption',
+      previous,
+    };
+    batch.put(chainKey(ended.no), Buffer.from(JSON.stringify(ended)));
+    batch.put(chainKey(meta.no), Buffer.from(JSON.stringify(meta)));
+    const badChain = this.chains.get(fault.position.chain)?.chainId ?? null;
+    const finding: IntegrityFinding = {
+      kind: 'corruption',
+      detail:
+        `journal damaged at seq ${fault.position.seq} of chain ${badChain}: ${fault.fault} (${fault.detail}); ` +
+        `found while reading for shipping; ${quarantined} records quarantined, a new chain started` +
+        (again.length > 0
+          ? `, and the ${again.length} events accepted since start-up sealed again in it`
+          : ''),
+      attributes: {
+        chain_id: badChain,
+        first_bad_seq: String(fault.position.seq),
+        fault: fault.fault,
+        quarantined_records: quarantined,
+        resealed_records: again.length,
+      },
+    };
+    const sealer = new Sealer(
+      new RecordHasher({ agentId: this.opts.agentId, chainId: meta.chainId }),
+      meta.no,
+      null,
+    );
+    let bytes = 0;
+    const put = ([key, value]: [Buffer, Buffer]) => {
+      batch.put(key, value);
+      bytes += payloadSize(value);
+    };
+    put(sealer.full(this.opts.hooks.chainStart({ chainId: meta.chainId, previous, reason: 'corruption' })));
+    const event = this.opts.hooks.integrity?.(finding);
+    if (event) put(sealer.full(event));
+    for (const v of again) {
+      put(
+        v[0] === KIND_ERASED
+          ? sealer.erased(v.subarray(VALUE_HEADER))
+          : sealer.full(v.subarray(VALUE_HEADER)),
+      );
+    }
+    const head = sealer.head!;
+    const added = Number(sealer.nextSeq);
+    const appended = {
+      bytes: this.ackedCount.bytes + keptBytes + bytes,
+      records: this.ackedCount.records + kept + added,
+    };
+    this.putHead(batch, head, appended);
+    try {
+      this.opts.hooks.beforeWrite?.();
+      await batch.write({ sync: true });
+    } catch (err) {
+      await batch.close().catch(() => undefined);
+      throw err;
+    }
+    this.fsyncs++;
+    this.legacyHead = false;
+    this.chains.set(ended.no, ended);
+    this.chains.set(meta.no, meta);
+    this.setCurrent(meta);
+    this.headPos = head;
+    this.appended = appended;
+    this.lazy = null;
+    this.emit('integrity', finding);
+    this.emit('appended', head);
   }
 
   /** Every kept record in order (offline verification). */
@@ -520,7 +765,7 @@ export class Journal extends EventEmitter<{ appended: [Head]; acked: [Position];
         const entries = await it.nextv(1000);
         if (entries.length === 0) break;
         for (const [key, value] of entries)
-          yield decodeRecordValue(key.readUInt32BE(1), key.readBigUInt64BE(5), value);
+          if (!isHeadMark(key)) yield decodeRecordValue(key.readUInt32BE(1), key.readBigUInt64BE(5), value);
       }
     } finally {
       await it.close();
@@ -544,8 +789,16 @@ export class Journal extends EventEmitter<{ appended: [Head]; acked: [Position];
         `ack through ${through.chain}:${through.seq} is beyond the journal head`,
       );
     }
+    if (await this.exclusive(() => this.deleteThrough(through))) {
+      this.emit('acked', through);
+      this.wakeSpaceWaiters();
+    }
+  }
+
+  /** Deletes the records through `through`; false when they were already acknowledged. */
+  private async deleteThrough(through: Position): Promise<boolean> {
     const a = this.ackedPos;
-    if (a && (through.chain < a.chain || (through.chain === a.chain && through.seq <= a.seq))) return;
+    if (a && (through.chain < a.chain || (through.chain === a.chain && through.seq <= a.seq))) return false;
     const hash = await this.recordHashAt(through.chain, through.seq);
     if (!hash) {
       throw new SealtrailError(
@@ -556,9 +809,12 @@ export class Journal extends EventEmitter<{ appended: [Head]; acked: [Position];
     const ops: Op[] = [];
     let bytes = 0;
     let records = 0;
-    const gte = a ? recordKey(a.chain, a.seq + 1n) : Buffer.from('r');
-    for await (const [key, value] of this.db.iterator({ gte, lte: recordKey(through.chain, through.seq) })) {
+    // From the acked record's own head mark on; through's mark stays (it may be the head's).
+    const gte = a ? headMarkKey(a.chain, a.seq) : Buffer.from('r');
+    const lte = recordKey(through.chain, through.seq);
+    for await (const [key, value] of this.db.iterator({ gte, lte })) {
       ops.push({ type: 'del', key });
+      if (isHeadMark(key)) continue;
       bytes += payloadSize(value);
       records++;
     }
@@ -574,8 +830,23 @@ export class Journal extends EventEmitter<{ appended: [Head]; acked: [Position];
     await this.db.batch(ops);
     this.ackedPos = { chain: through.chain, seq: through.seq, hash };
     this.ackedCount = counts;
-    this.emit('acked', through);
-    this.wakeSpaceWaiters();
+    // The collector has what the lazy check had not reached yet: it starts again from there.
+    const lazy = this.lazy;
+    if (lazy && Buffer.compare(lte, lazy.last) > 0) {
+      this.lazy =
+        Buffer.compare(lte, lazy.through) >= 0
+          ? null
+          : {
+              verifier: new TailVerifier(
+                this.opts.agentId,
+                (no) => this.chains.get(no)?.chainId,
+                this.ackedPos,
+              ),
+              last: lte,
+              through: lazy.through,
+            };
+    }
+    return true;
   }
 
   /**
@@ -583,7 +854,12 @@ export class Journal extends EventEmitter<{ appended: [Head]; acked: [Position];
    * with their event hashes (the chain still verifies), then seals an
    * `agent.journal.gap` event naming the range. Returns the bytes freed.
    */
-  private async dropOldest(needed: number): Promise<number> {
+  private dropOldest(needed: number): Promise<number> {
+    // Exclusive: a recovery must not see its removed records put back.
+    return this.exclusive(() => this.dropOldestNow(needed));
+  }
+
+  private async dropOldestNow(needed: number): Promise<number> {
     const ops: Op[] = [];
     let freed = 0;
     let records = 0;
@@ -593,7 +869,7 @@ export class Journal extends EventEmitter<{ appended: [Head]; acked: [Position];
     for await (const [key, value] of this.db.iterator({ gte: Buffer.from('r'), lt: Buffer.from('s') })) {
       // The agent's own records (chain starts, checkpoints, gap and integrity events) are the
       // evidence of what happened: they are small and never dropped.
-      if (value[0] === KIND_ERASED || value.includes(AGENT_SOURCE)) continue;
+      if (isHeadMark(key) || value[0] === KIND_ERASED || value.includes(AGENT_SOURCE)) continue;
       const rec = decodeRecordValue(key.readUInt32BE(1), key.readBigUInt64BE(5), value);
       if (this.headPos && rec.chain === this.headPos.chain && rec.seq === this.headPos.seq) break;
       // One gap event names one range of one chain.
@@ -655,18 +931,21 @@ export class Journal extends EventEmitter<{ appended: [Head]; acked: [Position];
    */
   async quarantineFrom(from: Position): Promise<number> {
     const ops: Op[] = [];
+    let moved = 0;
     for await (const [key, value] of this.db.iterator({
       gte: recordKey(from.chain, from.seq),
       lt: Buffer.from('s'),
     })) {
       ops.push({ type: 'del', key });
+      if (isHeadMark(key)) continue; // resetHead writes the head again
       const q = Buffer.from(key);
       q[0] = 0x71; // 'q'
       ops.push({ type: 'put', key: q, value });
+      moved++;
     }
     if (ops.length === 0) return 0;
     await this.db.batch(ops, { sync: true });
-    return ops.length / 2;
+    return moved;
   }
 
   /**
@@ -676,30 +955,19 @@ export class Journal extends EventEmitter<{ appended: [Head]; acked: [Position];
   async resetHead(to: Head | null): Promise<void> {
     let bytes = 0;
     let records = 0;
-    for await (const v of this.db.values({ gte: Buffer.from('r'), lt: Buffer.from('s') })) {
+    for await (const [key, v] of this.db.iterator({ gte: Buffer.from('r'), lt: Buffer.from('s') })) {
+      if (isHeadMark(key)) continue;
       bytes += payloadSize(v);
       records++;
     }
     this.appended = { bytes: this.ackedCount.bytes + bytes, records: this.ackedCount.records + records };
     this.headPos = to ?? this.ackedPos;
     const h = this.headPos;
-    const ops: Op[] = h
-      ? [
-          {
-            type: 'put',
-            key: META_HEAD,
-            value: Buffer.from(
-              JSON.stringify({
-                chain: h.chain,
-                seq: h.seq.toString(),
-                hash: h.hash.toString('hex'),
-                ...this.appended,
-              }),
-            ),
-          },
-        ]
-      : [{ type: 'del', key: META_HEAD }];
-    await this.db.batch(ops, { sync: true });
+    const batch = this.db.batch();
+    if (h) this.putHead(batch, h, this.appended);
+    else if (this.legacyHead) batch.del(META_HEAD);
+    await batch.write({ sync: true });
+    this.legacyHead = false;
   }
 
   /**
@@ -707,53 +975,69 @@ export class Journal extends EventEmitter<{ appended: [Head]; acked: [Position];
    * `onProgress` is called with the number of records verified so far, and last with the
    * number that verified before the fault (or all of them).
    */
-  async verifyTail(
-    onProgress?: (records: number) => void,
-  ): Promise<{ position: Position; fault: string; detail: string; lastGood: Head | null } | null> {
-    let verifier: ChainVerifier | null = null;
-    let chain = -1;
-    let lastGood: Head | null = this.ackedPos;
-    let n = 0;
-    for await (const r of this.records()) {
-      if (n > 0 && n % 10_000 === 0) onProgress?.(n);
-      if (r.chain !== chain) {
-        const meta = this.chains.get(r.chain);
-        if (!meta) {
-          onProgress?.(n);
-          return {
-            position: r,
-            fault: 'unknown_chain',
-            detail: `no meta for chain number ${r.chain}`,
-            lastGood,
-          };
-        }
-        const after = this.ackedPos && this.ackedPos.chain === r.chain ? this.ackedPos : null;
-        if (!after && r.seq !== 0n) {
-          onProgress?.(n);
-          return {
-            position: r,
-            fault: 'seq_gap',
-            detail: `chain ${meta.chainId} starts at ${r.seq}, not 0`,
-            lastGood,
-          };
-        }
-        verifier = new ChainVerifier({ agentId: this.opts.agentId, chainId: meta.chainId }, after);
-        chain = r.chain;
+  async verifyTail(onProgress?: (records: number) => void): Promise<TailFault | null> {
+    const verifier = new TailVerifier(this.opts.agentId, (no) => this.chains.get(no)?.chainId, this.ackedPos);
+    let fault: TailFault | null = null;
+    let reported = 0;
+    await this.scan({ gte: Buffer.from('r'), lt: Buffer.from('s') }, (rows) => {
+      fault = verifier.push(rows);
+      if (verifier.count - reported >= 10_000) {
+        reported = verifier.count;
+        onProgress?.(reported);
       }
-      const step = verifier!.push(r);
-      if (!step.ok) {
-        onProgress?.(n);
-        return {
-          position: { chain: r.chain, seq: step.seq },
-          fault: step.fault,
-          detail: step.detail,
-          lastGood,
-        };
-      }
-      lastGood = { chain: r.chain, seq: r.seq, hash: Buffer.from(r.recordHash) };
-      n++;
-    }
-    onProgress?.(n);
+      return fault === null;
+    });
+    onProgress?.(verifier.count);
+    return fault ?? this.endsAtHead(verifier.lastGood);
+  }
+
+  /**
+   * What start-up verifies: the newest `verifyOnOpen` records (the head region, where a crash
+   * or a recent edit would be), chained from the stored hash of the record before them, and
+   * that they end at the recorded head. The older unshipped records are left to `read`, which
+   * verifies them, chained from the acked record, before it hands them out. When the tail is
+   * no longer than the region, or the region shows damage, this is `verifyTail`: the whole
+   * tail, so the fault named is the first one.
+   */
+  async verifyOnOpen(): Promise<TailFault | null> {
+    this.lazy = null;
+    const h = this.headPos;
+    this.openedHead = h ? recordKey(h.chain, h.seq) : null;
+    const limit = Math.max(1, this.opts.verifyOnOpen ?? 20_000);
+    const a = this.ackedPos;
+    const gte = a ? recordKey(a.chain, a.seq + 1n) : Buffer.from('r');
+    // At most one head mark per record: twice the rows hold the region and the record before it.
+    const rows = (
+      await this.db.iterator({ gte, lt: Buffer.from('s'), reverse: true, limit: 2 * (limit + 1) }).all()
+    ).filter(([key]) => !isHeadMark(key));
+    if (rows.length <= limit) return this.verifyTail();
+    rows.length = limit + 1;
+    rows.reverse();
+    const [startKey, startValue] = rows[0]!;
+    if (startKey.length !== 13 || startValue.length < VALUE_HEADER) return this.verifyTail();
+    const start: Head = {
+      chain: startKey.readUInt32BE(1),
+      seq: startKey.readBigUInt64BE(5),
+      hash: Buffer.from(startValue.subarray(1, VALUE_HEADER)),
+    };
+    const chainIdOf = (no: number) => this.chains.get(no)?.chainId;
+    const region = new TailVerifier(this.opts.agentId, chainIdOf, start);
+    if (region.push(rows.slice(1)) || this.endsAtHead(region.lastGood)) return this.verifyTail();
+    this.lazy = {
+      verifier: new TailVerifier(this.opts.agentId, chainIdOf, a),
+      last: a ? recordKey(a.chain, a.seq) : Buffer.from('r'),
+      through: startKey,
+    };
+    return null;
+  }
+
+  /** True while older records found at open are still to be verified (by `read`). */
+  get verifying(): boolean {
+    return this.lazy !== null;
+  }
+
+  /** A `truncated` fault when the verified records do not end at the recorded head. */
+  private endsAtHead(lastGood: Head | null): TailFault | null {
     const h = this.headPos;
     if (
       h &&
@@ -770,6 +1054,30 @@ export class Journal extends EventEmitter<{ appended: [Head]; acked: [Position];
     return null;
   }
 
+  /**
+   * Feeds the rows of `range` to `fn` in chunks, in key order, until it returns false.
+   * The next chunk is read (on LevelDB's thread) while `fn` works on this one.
+   */
+  private async scan(
+    range: { gt?: Buffer; gte?: Buffer; lt: Buffer },
+    fn: (rows: [Buffer, Buffer][]) => boolean,
+    chunk = 2000,
+  ): Promise<void> {
+    const it = this.db.iterator({ ...range, highWaterMarkBytes: 4 * 1024 * 1024 });
+    let pending = it.nextv(chunk);
+    try {
+      for (;;) {
+        const rows = await pending;
+        if (rows.length === 0) break;
+        pending = it.nextv(chunk);
+        if (!fn(rows)) break;
+      }
+    } finally {
+      await pending.catch(() => undefined);
+      await it.close();
+    }
+  }
+
   /** Reclaims the space of acknowledged (deleted) records. */
   async compact(): Promise<void> {
     await this.db.compactRange(Buffer.from('r'), Buffer.from('s'));
@@ -784,6 +1092,7 @@ export class Journal extends EventEmitter<{ appended: [Head]; acked: [Position];
     }
     this.wakeSpaceWaiters();
     while (this.writing) await new Promise((r) => setTimeout(r, 1));
+    await this.lock;
     await this.db.close();
   }
 }

@@ -1,6 +1,10 @@
 /**
  * Opening the journal never blocks start-up on damage. On open it verifies the
- * tail it has not shipped yet and checks itself against its anchor:
+ * newest records of the tail it has not shipped yet (`Journal.verifyOnOpen`: the
+ * head region, 20,000 records by default; the whole tail when it is shorter or the
+ * region shows damage) and checks itself against its anchor. The older unshipped
+ * records are verified by `Journal.read` before they are shipped; damage found
+ * there is handled the same way, from inside the journal (its `integrity` event):
  *   - a corrupt, missing or reordered record: that record and everything after
  *     it are quarantined (kept under 'q' keys, never shipped), and a new chain
  *     starts that names the last good record;
@@ -12,13 +16,9 @@
  */
 import { SealtrailError } from '@sealtrail/errors';
 import type { Anchor } from './checkpoint.js';
-import { type Journal, quarantineDirectory } from './journal.js';
+import { type IntegrityFinding, type Journal, quarantineDirectory } from './journal.js';
 
-export interface Finding {
-  kind: 'corruption' | 'rollback' | 'unreadable';
-  detail: string;
-  attributes: Record<string, unknown>;
-}
+export type Finding = IntegrityFinding;
 
 /** Compares the journal with its anchor; a description of the rollback, or null. */
 export function checkAnchor(journal: Journal, anchor: Anchor | null): { seq: bigint; detail: string } | null {
@@ -64,7 +64,7 @@ export async function openWithRecovery(
     await journal.open({ startChain: false });
   }
 
-  const fault = await journal.verifyTail();
+  const fault = await journal.verifyOnOpen();
   if (fault) {
     const chainId = journal.chainMeta(fault.position.chain)?.chainId ?? null;
     const moved = await journal.quarantineFrom(fault.position);

@@ -17,7 +17,9 @@ export function fixture(dataDir = tempDataDir()) {
   const identity = loadOrCreateIdentity(dataDir);
   const host = { id: identity.agentId, name: 'test-host', os: 'linux' };
   const paths = journalPaths(dataDir);
-  const make = (opts: { limits?: Partial<JournalLimits>; hooks?: Partial<JournalHooks> } = {}) =>
+  const make = (
+    opts: { limits?: Partial<JournalLimits>; hooks?: Partial<JournalHooks>; verifyOnOpen?: number } = {},
+  ) =>
     new Journal({
       dir: paths.journal,
       agentId: identity.agentId,
@@ -27,6 +29,7 @@ export function fixture(dataDir = tempDataDir()) {
         ...opts.hooks,
       },
       limits: opts.limits,
+      verifyOnOpen: opts.verifyOnOpen,
     });
   let n = 0;
   const event = (extra: Record<string, unknown> = {}) => {
