@@ -121,6 +121,7 @@ async function tail(n, sink = 'journal') {
       start_at: 'beginning',
       parser: 'linux_auth',
       poll_interval: '10ms',
+      ...(process.env.BENCH_TAIL_CHUNK ? { read_chunk_bytes: process.env.BENCH_TAIL_CHUNK } : {}),
     }),
   );
   const cpu0 = process.cpuUsage();
