@@ -328,10 +328,15 @@ export class EventEncoder {
   ): Buffer {
     this.replaced++;
     this.errors.inc({ source: this.source.name, kind: this.source.kind, stage });
+    // The stand-in must itself be valid: what made the original invalid may be its id or time.
+    const shape = eventSchema.shape;
+    const observed = shape.observed_time.safeParse(original.observed_time).success
+      ? original.observed_time
+      : new Date().toISOString();
     const e: AuditEvent = {
-      id: original.id,
-      time: original.time,
-      observed_time: original.observed_time,
+      id: shape.id.safeParse(original.id).success ? original.id : fastEventId(),
+      time: shape.time.safeParse(original.time).success ? original.time : observed,
+      observed_time: observed,
       category: 'agent',
       type,
       severity: 'medium',
