@@ -147,6 +147,29 @@ describe('canonicalJson: the same text as the canonicalize library', () => {
     for (const [i, v] of cases.entries()) expect(fast(v), `case ${i}`).toEqual(reference(v));
   });
 
+  it('visits each member once: 60 levels that each need re-ordering (exponential work would never end)', () => {
+    let v: Record<string, unknown> = { z: 1, a: 0 };
+    for (let i = 0; i < 60; i++) v = { z: v, a: i };
+    expect(fast(v)).toEqual(reference(v));
+  });
+
+  it('an enumerable key on Object.prototype (pollution) does not leak into the text', () => {
+    const v = { b: 1, a: { d: 2, c: 3 } };
+    const want = reference(v);
+    Object.defineProperty(Object.prototype, 'polluted', {
+      value: 1,
+      enumerable: true,
+      configurable: true,
+      writable: true,
+    });
+    try {
+      expect(fast(v)).toEqual(want);
+      expect(fast({ a: 1, b: 2 })).toEqual({ text: '{"a":1,"b":2}' });
+    } finally {
+      delete (Object.prototype as Record<string, unknown>).polluted;
+    }
+  });
+
   it('does not change its input', () => {
     const v = { b: { d: 1, c: [{ f: 1, e: 2 }] }, a: 1 };
     const before = JSON.stringify(v);
