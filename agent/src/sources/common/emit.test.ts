@@ -115,6 +115,21 @@ describe('EventEncoder', () => {
     );
   });
 
+  it('clips long actor and resource fields, naming them in the draft’s order', () => {
+    const enc = new EventEncoder(kit.settings, 'log_tail', 't');
+    const long = 'x'.repeat(1100);
+    const e = enc.build({
+      category: 'system',
+      type: 'log.line',
+      action: 'log',
+      actor: { user: long, ip: long, uid: 7 },
+      resource: { name: long, kind: 'file' },
+    });
+    expect(e.actor).toEqual({ ip: 'x'.repeat(1024), uid: '7', user: 'x'.repeat(1024) });
+    expect(e.resource).toEqual({ kind: 'file', name: 'x'.repeat(1024) });
+    expect(e.attributes).toEqual({ clipped_fields: ['actor.user', 'actor.ip', 'resource.name'] });
+  });
+
   it('builds members in JCS order, so the canonical bytes are the JSON text of the event', () => {
     const enc = new EventEncoder(kit.settings, 'log_tail', 't');
     const e = enc.build({

@@ -78,24 +78,32 @@ function fields(
   if (!src) return undefined;
   let out: Record<string, string> | undefined;
   let seen = 0;
-  const put = (k: string, v: string | number | undefined) => {
+  let clips = false;
+  const put = (k: string) => {
+    const v = src[k];
     if (v === undefined || v === '') return;
-    let s = String(v);
-    if (s.length > MAX_FIELD_CHARS) {
-      s = s.slice(0, MAX_FIELD_CHARS);
-      clipped.push(`${prefix}.${k}`);
-    }
+    const s = String(v);
     out ??= {};
-    out[k] = s;
+    if (s.length > MAX_FIELD_CHARS) {
+      out[k] = s.slice(0, MAX_FIELD_CHARS);
+      clips = true;
+    } else out[k] = s;
   };
   for (const k of keys) {
     if (!(k in src)) continue;
     seen++;
-    put(k, src[k]);
+    put(k);
   }
   let all = 0;
   for (const _ in src) all++;
-  if (all > seen) for (const k in src) if (!known.has(k)) put(k, src[k]);
+  if (all > seen) for (const k in src) if (!known.has(k)) put(k);
+  // Clipped fields are named in the draft's own order.
+  if (clips) {
+    for (const k in src) {
+      const v = src[k];
+      if (v !== undefined && String(v).length > MAX_FIELD_CHARS) clipped.push(`${prefix}.${k}`);
+    }
+  }
   return out;
 }
 
