@@ -64,6 +64,15 @@ describe('canonicalJson: the same text as the canonicalize library', () => {
     );
   });
 
+  it('agrees on wide objects (the insertion sort and the built-in sort)', () => {
+    fc.assert(
+      fc.property(fc.dictionary(key, value, { minKeys: 0, maxKeys: 40 }), (v) => {
+        expect(fast(v)).toEqual(reference(v));
+      }),
+      { numRuns: 2_000 },
+    );
+  });
+
   it('agrees on values parsed from random JSON text (own __proto__ keys, key order as written)', () => {
     fc.assert(
       fc.property(fc.json({ depthSize: 'small' }), (t) => {
