@@ -5,9 +5,11 @@
  *   node bench/sources.mjs            all of them (npm run build first; run with Node 24: npx node …)
  *   node bench/sources.mjs fim 10000  one FIM initial scan of a fresh 10,000-file tree
  *   node bench/sources.mjs tail 200000
+ *   node bench/sources.mjs tail-source 200000   the same into a discarding sink: the source's own CPU
  *   node bench/sources.mjs idle 30    the agent with installers/config/agent.linux.yaml, 30 s idle window
  *
  * Each measurement runs in its own child process so that RSS is that measurement's.
+ * BENCH_TAIL_CHUNK: read_chunk_bytes for the tail runs (default: the source's, 256 KiB).
  * Targets (issue 5, 2-core machine): tail ≥ 100,000 lines/s parsed into the journal;
  * FIM 100,000 files under 150 MB RSS; idle agent under 0.5 % of a core.
  */
@@ -70,7 +72,15 @@ async function fim(n) {
   };
 }
 
-async function tail(n) {
+/**
+ * log_tail with linux_auth: N lines of the parser testdata, read from the beginning, until all
+ * N are sealed. CPU per line is the process's user+system time over the timed window, so it
+ * holds on a busy machine where lines/s does not. `sink: 'discard'` hands the batches to a
+ * sink that only counts them: what is left is the source's own cost (read, split, parse,
+ * build, redact, validate, canonicalize), and the difference to the journal run is the
+ * journal append (hash chain, LevelDB batch, fsync).
+ */
+async function tail(n, sink = 'journal') {
   const { makeKit } = await import(dist('sources/common/testkit.js'));
   const { LogTail } = await import(dist('sources/log_tail/log_tail.js'));
   const { logTailConfigSchema } = await import(dist('sources/log_tail/config.js'));
@@ -89,8 +99,22 @@ async function tail(n) {
   }
   appendFileSync(file, text);
   const bytes = readFileSync(file).length;
+  let sealed = () => Number(kit.journal.head?.seq ?? 0n);
+  let settings = kit.settings;
+  if (sink === 'discard') {
+    let count = 0;
+    sealed = () => count;
+    const discard = {
+      position: async () => undefined,
+      append: async (req) => {
+        count += req.events.length;
+        return { first: 0n, last: 0n };
+      },
+    };
+    settings = { ...kit.settings, journal: discard };
+  }
   const source = new LogTail(
-    kit.settings,
+    settings,
     logTailConfigSchema.parse({
       type: 'log_tail',
       name: 'auth',
@@ -98,19 +122,24 @@ async function tail(n) {
       start_at: 'beginning',
       parser: 'linux_auth',
       poll_interval: '10ms',
+      ...(process.env.BENCH_TAIL_CHUNK ? { read_chunk_bytes: process.env.BENCH_TAIL_CHUNK } : {}),
     }),
   );
+  const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   await source.start();
-  while (Number(kit.journal.head?.seq ?? 0n) < n) await new Promise((r) => setTimeout(r, 5));
+  while (sealed() < n) await new Promise((r) => setTimeout(r, 5));
   const ms = performance.now() - t0;
+  const cpu = process.cpuUsage(cpu0);
   await source.stop();
   await kit.close();
   return {
-    bench: 'log_tail_linux_auth',
+    bench: sink === 'discard' ? 'log_tail_linux_auth_source_only' : 'log_tail_linux_auth',
     lines: n,
     seconds: +(ms / 1000).toFixed(2),
     lines_per_second: Math.round(n / (ms / 1000)),
+    cpu_us_per_line: +((cpu.user + cpu.system) / n).toFixed(2),
+    cpu_cores_busy: +((cpu.user + cpu.system) / 1000 / ms).toFixed(2),
     mb_per_second: +(bytes / 1e6 / (ms / 1000)).toFixed(1),
     peak_rss: mb(process.resourceUsage().maxRSS),
   };
@@ -240,6 +269,7 @@ async function child(args) {
 const [what, arg] = process.argv.slice(2);
 if (what === 'fim') console.log(JSON.stringify(await fim(Number(arg ?? 10_000))));
 else if (what === 'tail') console.log(JSON.stringify(await tail(Number(arg ?? 200_000))));
+else if (what === 'tail-source') console.log(JSON.stringify(await tail(Number(arg ?? 200_000), 'discard')));
 else if (what === 'idle') console.log(JSON.stringify(await idle(Number(arg ?? 30))));
 else {
   if (!process.version.startsWith('v24'))
@@ -259,6 +289,7 @@ else {
     ['fim', '10000'],
     ['fim', '100000'],
     ['tail', '200000'],
+    ['tail-source', '200000'],
     ['idle', '30'],
   ]) {
     const r = await child(args);

@@ -182,6 +182,9 @@ ${sources}`;
     writeFileSync(log, 'hello\n');
     writeFileSync(file, yaml(tail('c', log)));
     await waitUntil('watcher reload', () => 'c' in agent!.sourceStatus(), 10_000);
+    // A source is listed once it is being started; the reload that starts it sets the metric
+    // when it has finished: wait for the reloads the watcher queued, then look.
+    await (agent as unknown as { reloading: Promise<unknown> }).reloading;
     expect(await metric('sealtrail_agent_config_valid')).toBe('1');
   }, 30_000);
 

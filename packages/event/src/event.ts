@@ -1,7 +1,7 @@
 import { randomFillSync } from 'node:crypto';
 import { formatIssue, type IssueLike, SealtrailError } from '@sealtrail/errors';
-import canonicalize from 'canonicalize';
 import { v7 as uuidv7 } from 'uuid';
+import { canonicalJson } from './canonical.js';
 import { type AuditEvent, eventSchema, type IngestEvent, ingestEventSchema } from './schema.js';
 
 /** Default cap on one event's canonical bytes (64 KiB, design brief). */
@@ -32,7 +32,7 @@ export function validateIngestEvent(input: unknown): ValidationResult<IngestEven
 export function canonicalBytes(value: unknown): Buffer {
   let s: string | undefined;
   try {
-    s = canonicalize(value);
+    s = canonicalJson(value);
   } catch (cause) {
     // NaN, Infinity, a lone surrogate, a BigInt or a cycle: not I-JSON, so no canonical form.
     const detail = cause instanceof Error ? cause.message : String(cause);

@@ -8,16 +8,20 @@
 import { randomBytes } from 'node:crypto';
 import {
   type AuditEvent,
+  actorSchema,
   CATEGORIES,
   type Category,
   canonicalBytes,
   eventSchema,
+  hostSchema,
   MAX_FIELD_CHARS,
   MAX_MESSAGE_CHARS,
   OUTCOMES,
+  resourceSchema,
   SEVERITIES,
   type Severity,
   type SOURCE_KINDS,
+  sourceSchema,
 } from '@sealtrail/event';
 import type { Counter } from '@sealtrail/telemetry';
 import type { SourceSettings } from '../source.js';
@@ -41,30 +45,64 @@ export interface EventDraft {
   attributes?: Record<string, unknown>;
 }
 
+/** `t` as RFC 3339 UTC. Lines of one second share a time: the last one's text is kept. */
+let lastTime: number | undefined;
+let lastTimeIso = '';
 function toIso(t: EventDraft['time'], fallback: string): string {
   if (t === undefined) return fallback;
-  const d = t instanceof Date ? t : new Date(t);
-  const ms = d.getTime();
-  return Number.isFinite(ms) ? d.toISOString() : fallback;
+  const ms = t instanceof Date ? t.getTime() : new Date(t).getTime();
+  if (ms === lastTime) return lastTimeIso;
+  if (!Number.isFinite(ms)) return fallback;
+  lastTime = ms;
+  lastTimeIso = new Date(ms).toISOString();
+  return lastTimeIso;
 }
 
-/** Copies `src` keeping only defined values, as strings clipped to the field cap. */
+/** The keys the schema allows in `actor` and `resource`, in JCS order (so no re-ordering before sealing). */
+const ACTOR_KEYS = Object.keys(actorSchema.shape).sort();
+const RESOURCE_KEYS = Object.keys(resourceSchema.shape).sort();
+const ACTOR_SET = new Set(ACTOR_KEYS);
+const RESOURCE_SET = new Set(RESOURCE_KEYS);
+
+/**
+ * Copies `src` keeping only defined values, as strings clipped to the field cap, the known
+ * keys in JCS order. Other keys are kept too (after them): the schema refuses them.
+ */
 function fields(
   src: Record<string, string | number | undefined> | undefined,
+  keys: readonly string[],
+  known: ReadonlySet<string>,
   clipped: string[],
   prefix: string,
 ): Record<string, string> | undefined {
   if (!src) return undefined;
   let out: Record<string, string> | undefined;
-  for (const [k, v] of Object.entries(src)) {
-    if (v === undefined || v === '') continue;
-    let s = String(v);
-    if (s.length > MAX_FIELD_CHARS) {
-      s = s.slice(0, MAX_FIELD_CHARS);
-      clipped.push(`${prefix}.${k}`);
-    }
+  let seen = 0;
+  let clips = false;
+  const put = (k: string) => {
+    const v = src[k];
+    if (v === undefined || v === '') return;
+    const s = String(v);
     out ??= {};
-    out[k] = s;
+    if (s.length > MAX_FIELD_CHARS) {
+      out[k] = s.slice(0, MAX_FIELD_CHARS);
+      clips = true;
+    } else out[k] = s;
+  };
+  for (const k of keys) {
+    if (!(k in src)) continue;
+    seen++;
+    put(k);
+  }
+  let all = 0;
+  for (const _ in src) all++;
+  if (all > seen) for (const k in src) if (!known.has(k)) put(k);
+  // Clipped fields are named in the draft's own order.
+  if (clips) {
+    for (const k in src) {
+      const v = src[k];
+      if (v !== undefined && String(v).length > MAX_FIELD_CHARS) clipped.push(`${prefix}.${k}`);
+    }
   }
   return out;
 }
@@ -96,52 +134,94 @@ const TYPE_RE = /^[a-z0-9_]+(\.[a-z0-9_]+)*$/;
 const CATEGORY_SET = new Set<string>(CATEGORIES);
 const SEVERITY_SET = new Set<string>(SEVERITIES);
 const OUTCOME_SET = new Set<string>(OUTCOMES);
+/** Types already checked against TYPE_RE: a source uses a few, over and over. */
+const typesSeen = new Set<string>();
+
+function plainObject(v: unknown): v is Record<string, unknown> {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return false;
+  const proto = Object.getPrototypeOf(v);
+  return proto === Object.prototype || proto === null;
+}
+
+function textFields(part: unknown, known: ReadonlySet<string>): boolean {
+  if (part === undefined) return true;
+  if (!plainObject(part)) return false;
+  for (const k in part) {
+    const v = part[k];
+    if (!known.has(k) || typeof v !== 'string' || v.length > MAX_FIELD_CHARS) return false;
+  }
+  return true;
+}
 
 /**
- * The checks an event from `build()` can fail after redaction (its shape is fixed by
- * construction): the full zod schema runs only when one of these fails, for its message.
- * Keeps validation off the hot path of a 100,000 lines/s tail.
+ * The event schema's verdict on an event from `build()`, after redaction, without zod:
+ * `id` is a fresh UUIDv7, host and source are the encoder's own (checked once), and the
+ * times come from `toISOString()`, which leaves RFC 3339's 24-character form only for a
+ * year past 9999. What redaction or a draft can change is checked as the schema does.
+ * emit.test.ts checks this agrees with `eventSchema` on random drafts and redactions.
  */
-function quickValid(e: AuditEvent): boolean {
-  if (!TYPE_RE.test(e.type) || e.type.length > 128) return false;
+export function builtValid(
+  e: AuditEvent,
+  host: AuditEvent['host'] | null,
+  source: AuditEvent['source'] | null,
+): boolean {
+  if (e.host !== host || e.source !== source) return false;
+  if (e.time.length !== 24 || e.observed_time.length !== 24) return false;
+  if (!typesSeen.has(e.type)) {
+    if (typeof e.type !== 'string' || e.type.length > 128 || !TYPE_RE.test(e.type)) return false;
+    if (typesSeen.size < 1024) typesSeen.add(e.type);
+  }
   if (!CATEGORY_SET.has(e.category) || !SEVERITY_SET.has(e.severity) || !OUTCOME_SET.has(e.outcome))
     return false;
   if (typeof e.action !== 'string' || e.action.length === 0 || e.action.length > MAX_FIELD_CHARS)
     return false;
   if (e.message !== undefined && (typeof e.message !== 'string' || e.message.length > MAX_MESSAGE_CHARS))
     return false;
-  for (const part of [e.actor, e.resource]) {
-    if (part === undefined) continue;
-    if (typeof part !== 'object' || part === null) return false;
-    for (const v of Object.values(part))
-      if (typeof v !== 'string' || v.length > MAX_FIELD_CHARS) return false;
-  }
-  return e.attributes === undefined || (typeof e.attributes === 'object' && e.attributes !== null);
+  if (!textFields(e.actor, ACTOR_SET) || !textFields(e.resource, RESOURCE_SET)) return false;
+  return e.attributes === undefined || plainObject(e.attributes);
+}
+
+export interface EncoderOptions {
+  /**
+   * Drafts come from outside the agent's own code (a user's json/regex mapping): every event
+   * is checked against the full schema. Otherwise the builder's shape is trusted and only
+   * what can vary is checked (`builtValid`).
+   */
+  external?: boolean;
 }
 
 export class EventEncoder {
   private readonly redact: (e: AuditEvent) => AuditEvent;
   private readonly events: Counter<string>;
   private readonly errors: Counter<string>;
+  private readonly external: boolean;
   readonly source: AuditEvent['source'];
+  /** `settings.host` and `source` once they passed the schema (the same objects in every event). */
+  private hostChecked: AuditEvent['host'] | null = null;
+  private readonly sourceChecked: AuditEvent['source'] | null;
+  /** Events replaced by a stand-in so far. */
+  private replaced = 0;
 
   constructor(
     private readonly settings: SourceSettings,
     kind: SourceKind,
     name: string,
     rules: readonly RedactRule[] = [],
+    opts: EncoderOptions = {},
   ) {
     this.source = { kind, name };
+    this.sourceChecked = sourceSchema.safeParse(this.source).success ? this.source : null;
     const own = compileRedaction(rules);
     this.redact = (e) => own(settings.redact(e));
     this.events = sourceEvents(settings.registry);
     this.errors = sourceErrors(settings.registry);
+    this.external = opts.external ?? false;
   }
 
-  /** The full event (before redaction), for callers and tests that want to look at it. */
   private lastNow: Date | null = null;
   private lastIso = '';
 
+  /** The full event (before redaction), for callers and tests that want to look at it. */
   build(d: EventDraft, now: Date = new Date()): AuditEvent {
     // A batch shares one `now`: its ISO form is computed once.
     if (now !== this.lastNow) {
@@ -150,30 +230,15 @@ export class EventEncoder {
     }
     const observed = this.lastIso;
     const clipped: string[] = [];
-    const e: AuditEvent = {
-      id: fastEventId(),
-      time: toIso(d.time, observed),
-      observed_time: observed,
-      category: d.category,
-      type: d.type,
-      severity: d.severity ?? 'info',
-      outcome: d.outcome ?? 'unknown',
-      action: d.action.slice(0, MAX_FIELD_CHARS),
-      host: this.settings.host,
-      source: this.source,
-    };
-    const actor = fields(d.actor, clipped, 'actor');
-    if (actor) e.actor = actor;
-    const resource = fields(d.resource, clipped, 'resource');
-    if (resource) e.resource = resource;
+    const actor = fields(d.actor, ACTOR_KEYS, ACTOR_SET, clipped, 'actor');
+    const resource = fields(d.resource, RESOURCE_KEYS, RESOURCE_SET, clipped, 'resource');
     let attributes = d.attributes;
-    if (d.message !== undefined) {
-      if (d.message.length > MAX_MESSAGE_CHARS) {
-        // The whole text stays in the event; only the human line is shortened.
-        e.message = d.message.slice(0, MAX_MESSAGE_CHARS);
-        attributes = { ...attributes, full_message: d.message };
-        clipped.push('message');
-      } else e.message = d.message;
+    let message = d.message;
+    if (message !== undefined && message.length > MAX_MESSAGE_CHARS) {
+      // The whole text stays in the event; only the human line is shortened.
+      attributes = { ...attributes, full_message: message };
+      message = message.slice(0, MAX_MESSAGE_CHARS);
+      clipped.push('message');
     }
     if (clipped.length > 0) attributes = { ...attributes, clipped_fields: clipped };
     if (attributes) {
@@ -185,23 +250,62 @@ export class EventEncoder {
         }
         any = true;
       }
-      if (any || Object.keys(attributes).length > 0) e.attributes = attributes;
+      if (!any && Object.keys(attributes).length === 0) attributes = undefined;
     }
+    // Members in JCS order (optional ones only when present): the canonicalizer then has
+    // nothing to re-order at the top level.
+    const e = { action: d.action.slice(0, MAX_FIELD_CHARS) } as AuditEvent;
+    if (actor) e.actor = actor;
+    if (attributes) e.attributes = attributes;
+    e.category = d.category;
+    e.host = this.settings.host;
+    e.id = fastEventId();
+    if (message !== undefined) e.message = message;
+    e.observed_time = observed;
+    e.outcome = d.outcome ?? 'unknown';
+    if (resource) e.resource = resource;
+    e.severity = d.severity ?? 'info';
+    e.source = this.source;
+    e.time = toIso(d.time, observed);
+    e.type = d.type;
     return e;
   }
 
   /** Canonical bytes of one event, redacted and validated; never over `maxEventBytes`. */
   encode(d: EventDraft, now: Date = new Date()): Buffer {
-    return this.seal(this.build(d, now), true);
+    return this.encodeAll([d], now)[0]!;
   }
 
-  /** Redacts, validates and encodes an event that is already complete. */
-  seal(event: AuditEvent, built = false): Buffer {
+  /** `encode` for a batch: one metric update for all of it. */
+  encodeAll(drafts: readonly EventDraft[], now: Date = new Date()): Buffer[] {
+    const out: Buffer[] = new Array(drafts.length);
+    const replaced = this.replaced;
+    for (let i = 0; i < drafts.length; i++)
+      out[i] = this.sealOne(this.build(drafts[i]!, now), !this.external);
+    const sealed = drafts.length - (this.replaced - replaced);
+    if (sealed > 0) this.events.inc({ source: this.source.name, kind: this.source.kind }, sealed);
+    return out;
+  }
+
+  /** Redacts, validates (against the full schema) and encodes an event that is already complete. */
+  seal(event: AuditEvent): Buffer {
+    const replaced = this.replaced;
+    const bytes = this.sealOne(event, false);
+    if (this.replaced === replaced) this.events.inc({ source: this.source.name, kind: this.source.kind });
+    return bytes;
+  }
+
+  /** The event's canonical bytes, or those of its stand-in (counted in `replaced` and as an error). */
+  private sealOne(event: AuditEvent, built: boolean): Buffer {
     const e = this.redact(event);
-    const v = built && quickValid(e) ? { success: true as const } : eventSchema.safeParse(e);
+    const host = this.settings.host;
+    if (built && host !== this.hostChecked && hostSchema.safeParse(host).success) this.hostChecked = host;
+    const v =
+      built && builtValid(e, this.hostChecked, this.sourceChecked)
+        ? { success: true as const }
+        : eventSchema.safeParse(e);
     if (!v.success) {
-      this.errors.inc({ source: this.source.name, kind: this.source.kind, stage: 'invalid_event' });
-      return this.replacement(event, 'agent.event.invalid', {
+      return this.replacement(event, 'invalid_event', 'agent.event.invalid', {
         errors: v.error.issues.slice(0, 5).map((i) => `${i.path.join('.')}: ${i.message}`),
       });
     }
@@ -210,26 +314,37 @@ export class EventEncoder {
       bytes = canonicalBytes(e);
     } catch (err) {
       // JCS refuses lone surrogates (a JSON log line can carry "\ud800"): never a crash, a visible stand-in.
-      this.errors.inc({ source: this.source.name, kind: this.source.kind, stage: 'invalid_event' });
-      return this.replacement(event, 'agent.event.invalid', { errors: [(err as Error).message] });
+      return this.replacement(event, 'invalid_event', 'agent.event.invalid', {
+        errors: [(err as Error).message],
+      });
     }
     if (bytes.length > this.settings.maxEventBytes) {
-      this.errors.inc({ source: this.source.name, kind: this.source.kind, stage: 'too_large' });
-      return this.replacement(event, 'agent.event.too_large', {
+      return this.replacement(event, 'too_large', 'agent.event.too_large', {
         size_bytes: bytes.length,
         limit_bytes: this.settings.maxEventBytes,
       });
     }
-    this.events.inc({ source: this.source.name, kind: this.source.kind });
     return bytes;
   }
 
   /** A small event that stands for one that could not be sealed, so the gap is visible. */
-  private replacement(original: AuditEvent, type: string, detail: Record<string, unknown>): Buffer {
+  private replacement(
+    original: AuditEvent,
+    stage: string,
+    type: string,
+    detail: Record<string, unknown>,
+  ): Buffer {
+    this.replaced++;
+    this.errors.inc({ source: this.source.name, kind: this.source.kind, stage });
+    // The stand-in must itself be valid: what made the original invalid may be its id or time.
+    const shape = eventSchema.shape;
+    const observed = shape.observed_time.safeParse(original.observed_time).success
+      ? original.observed_time
+      : new Date().toISOString();
     const e: AuditEvent = {
-      id: original.id,
-      time: original.time,
-      observed_time: original.observed_time,
+      id: shape.id.safeParse(original.id).success ? original.id : fastEventId(),
+      time: shape.time.safeParse(original.time).success ? original.time : observed,
+      observed_time: observed,
       category: 'agent',
       type,
       severity: 'medium',

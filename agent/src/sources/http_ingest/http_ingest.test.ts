@@ -231,6 +231,32 @@ describe('http_ingest POST /v1/events', () => {
     expect(await stored()).toEqual([]);
   });
 
+  it('refuses an item with a lone surrogate (no canonical form) as invalid, not as a server error', async () => {
+    // `\ud800` is valid JSON text for a string JCS cannot write.
+    const res = await post(
+      `[${JSON.stringify(login)},{"category":"application","type":"app.x","action":"a","message":"\\ud800"}]`,
+    );
+    expect(res.status).toBe(207);
+    const body = (await res.json()) as Reply;
+    expect(body.results[0]).toMatchObject({ status: 'accepted' });
+    expect(body.results[1]).toMatchObject({ status: 'rejected', code: 'invalid' });
+    expect((body.results[1] as { error: string }).error).toMatch(/surrogate/i);
+    expect((await stored()).map((e) => e.type)).toEqual(['auth.login.failure']);
+  });
+
+  it('refuses an item that redaction made invalid, and seals what redaction left valid', async () => {
+    await source.stop();
+    source = create({ redact: [{ field: 'actor', action: 'mask' }] });
+    await source.start();
+    const res = await post(JSON.stringify([login, { ...login, actor: undefined }]));
+    expect(res.status).toBe(207);
+    const body = (await res.json()) as Reply;
+    expect(body.results[0]).toMatchObject({ status: 'rejected', code: 'invalid' });
+    expect((body.results[0] as { error: string }).error).toMatch(/after redaction.*actor/);
+    expect(body.results[1]).toMatchObject({ status: 'accepted' });
+    expect(await stored()).toHaveLength(1);
+  });
+
   it('refuses an event over 64 KiB canonical with 413 per item and stores nothing', async () => {
     const big = { ...login, attributes: { blob: 'x'.repeat(70 * 1024) } };
     const res = await post(JSON.stringify(big));

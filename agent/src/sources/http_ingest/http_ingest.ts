@@ -14,7 +14,13 @@ import { chmodSync, lstatSync, unlinkSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { getRequestListener } from '@hono/node-server';
 import { SealtrailError } from '@sealtrail/errors';
-import { type AuditEvent, canonicalBytes, completeIngestEvent, validateIngestEvent } from '@sealtrail/event';
+import {
+  type AuditEvent,
+  canonicalBytes,
+  completeIngestEvent,
+  validateEvent,
+  validateIngestEvent,
+} from '@sealtrail/event';
 import { Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { counter } from '../common/metrics.js';
@@ -175,8 +181,25 @@ class HttpIngest implements Source {
         results.push({ index, status: 'rejected', code: 'invalid', error: v.errors.join('; ') });
         continue;
       }
-      const event = this.redact(completeIngestEvent(v.value, { host, source, now }));
-      const b = canonicalBytes(event);
+      const complete = completeIngestEvent(v.value, { host, source, now });
+      const event = this.redact(complete);
+      // Redaction (a copy, only when there are rules) can break the shape, e.g. masking all of `actor`.
+      if (event !== complete) {
+        const r = validateEvent(event);
+        if (!r.ok) {
+          const error = `invalid after redaction: ${r.errors.join('; ')}`;
+          results.push({ index, status: 'rejected', code: 'invalid', error });
+          continue;
+        }
+      }
+      let b: Buffer;
+      try {
+        b = canonicalBytes(event);
+      } catch (err) {
+        // A lone surrogate in a string: valid JSON text, but no canonical form.
+        results.push({ index, status: 'rejected', code: 'invalid', error: (err as Error).message });
+        continue;
+      }
       if (b.length > maxEventBytes) {
         const error = `event is ${b.length} canonical bytes, over the limit of ${maxEventBytes}`;
         results.push({ index, status: 'rejected', code: 'too_large', error });

@@ -167,7 +167,9 @@ export class LogTail implements Source {
     private readonly settings: SourceSettings,
     private readonly config: LogTailConfig,
   ) {
-    this.encoder = new EventEncoder(settings, 'log_tail', config.name, config.redact);
+    // A json/regex mapping is the user's: its drafts get the full schema check.
+    const external = config.parser.type === 'json' || config.parser.type === 'regex';
+    this.encoder = new EventEncoder(settings, 'log_tail', config.name, config.redact, { external });
     const ex = config.exclude.map((p) => picomatch(p, { dot: true, basename: !p.includes('/') }));
     this.excluded = (p) => ex.some((m) => m(p));
     this.buf = Buffer.allocUnsafe(config.read_chunk_bytes);
@@ -421,7 +423,7 @@ export class LogTail implements Source {
    * lands before the events it covers); `flushCommits()` waits for all of them.
    */
   private async commit(drafts: EventDraft[], now: Date): Promise<void> {
-    const events = drafts.map((d) => this.encoder.encode(d, now));
+    const events = this.encoder.encodeAll(drafts, now);
     const p = this.settings.journal.append({ events, positions: { [this.config.name]: this.positions() } });
     this.inflight.push(p);
     p.then(

@@ -370,19 +370,27 @@ function clean(d: Draft): Draft {
 export function parseAuthLine(line: string, ctx: LineContext): EventDraft {
   const s = parseSyslog(line, ctx.now);
   if (!s) return logLine(line, ctx);
-  const d = parseAuthMessage(s.message, s);
-  const origin = { program: s.program, ...(s.pid ? { pid: Number(s.pid) } : {}), hostname: s.host };
+  const d = parseAuthMessage(s.message, s) as EventDraft | null;
   if (!d) {
-    const e = logLine(line, ctx, origin);
+    const e = logLine(line, ctx, origin(s));
     if (s.time) e.time = s.time;
     return e;
   }
-  return {
-    ...clean(d),
-    time: s.time,
-    message: line,
-    attributes: { ...d.attributes, ...origin, file: ctx.path },
-  };
+  // The rules return fresh drafts: completed in place rather than copied.
+  clean(d);
+  d.time = s.time;
+  d.message = line;
+  const a = d.attributes ?? {};
+  d.attributes = a;
+  a.program = s.program;
+  if (s.pid) a.pid = Number(s.pid);
+  a.hostname = s.host;
+  a.file = ctx.path;
+  return d;
+}
+
+function origin(s: SyslogLine): Record<string, unknown> {
+  return { program: s.program, ...(s.pid ? { pid: Number(s.pid) } : {}), hostname: s.host };
 }
 
 export function linuxAuthParser(): Parser {

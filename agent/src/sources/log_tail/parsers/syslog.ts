@@ -28,22 +28,42 @@ const MONTHS: Record<string, number> = {
   Dec: 11,
 };
 
+/**
+ * The last header time text (with, for RFC 3164, the year it was read in) and its Date:
+ * consecutive lines mostly share their second, and building a local-time Date is a large
+ * part of a line's parse. The Date is shared between lines, never changed.
+ */
+let lastKey = '';
+let lastDate: Date | undefined;
+let yearOf: { now: Date; year: number } | null = null;
+
+function cachedTime(key: string, make: () => Date | undefined): Date | undefined {
+  if (key !== lastKey) {
+    lastDate = make();
+    lastKey = key;
+  }
+  return lastDate;
+}
+
 export function parseSyslog(line: string, now: Date): SyslogLine | null {
   const m = HEADER.exec(line);
   if (!m) return null;
   let time: Date | undefined;
   if (m[6]) {
-    const d = new Date(m[6]);
-    time = Number.isNaN(d.getTime()) ? undefined : d;
+    const text = m[6];
+    time = cachedTime(text, () => {
+      const d = new Date(text);
+      return Number.isNaN(d.getTime()) ? undefined : d;
+    });
   } else {
     const month = MONTHS[m[1]!];
     if (month !== undefined) {
+      if (yearOf?.now !== now) yearOf = { now, year: now.getFullYear() };
+      const year = yearOf.year;
+      const local = (y: number) => new Date(y, month, Number(m[2]), Number(m[3]), Number(m[4]), Number(m[5]));
       // No year in RFC 3164: this year, unless that lands more than a day ahead (a December line read in January).
-      let d = new Date(now.getFullYear(), month, Number(m[2]), Number(m[3]), Number(m[4]), Number(m[5]));
-      if (d.getTime() > now.getTime() + 86_400_000) {
-        d = new Date(now.getFullYear() - 1, month, Number(m[2]), Number(m[3]), Number(m[4]), Number(m[5]));
-      }
-      time = d;
+      time = cachedTime(`${year} ${m[1]} ${m[2]} ${m[3]}:${m[4]}:${m[5]}`, () => local(year));
+      if (time!.getTime() > now.getTime() + 86_400_000) time = local(year - 1);
     }
   }
   return { time, host: m[7]!, program: m[8]!, pid: m[9], message: m[10]! };
