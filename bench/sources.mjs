@@ -183,15 +183,26 @@ async function idle(windowSec) {
   });
   const hz = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
   // Wait for start-up work (the FIM baseline of /etc and /usr/bin, the first inventory) to end:
-  // two consecutive seconds under 2 % of a core, at most 180 s.
+  // every FIM scan committed (`sealtrail_fim_scan_running` 0: the scan is rate-limited, so its CPU
+  // comes in bursts that a quiet second alone would miss), then two consecutive seconds under
+  // 2 % of a core, at most 300 s.
   const started = Date.now();
+  const scanning = async () => {
+    try {
+      const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+      return /^sealtrail_fim_scan_running\{[^}]*\} 1$/m.test(text);
+    } catch {
+      return true; // not listening yet
+    }
+  };
   let prev = procStat(child.pid);
   let quiet = 0;
-  while (Date.now() - started < 180_000 && quiet < 2) {
+  while (Date.now() - started < 300_000 && quiet < 2) {
     await new Promise((r) => setTimeout(r, 1000));
     if (child.exitCode !== null) throw new Error(`agent exited: ${stderr}`);
+    const busy = await scanning();
     const cur = procStat(child.pid);
-    quiet = (cur.ticks - prev.ticks) / hz < 0.02 ? quiet + 1 : 0;
+    quiet = !busy && (cur.ticks - prev.ticks) / hz < 0.02 ? quiet + 1 : 0;
     prev = cur;
   }
   const settleSec = (Date.now() - started) / 1000;

@@ -147,9 +147,15 @@ export class FileIntegrity implements Source {
       help: 'Files in the file integrity baseline',
       labelNames: ['source'],
     });
+    this.scanning = gauge(settings.registry, {
+      name: 'sealtrail_fim_scan_running',
+      help: '1 while the start-up scan (or first baseline) of this source runs, 0 once it is committed',
+      labelNames: ['source'],
+    });
   }
 
   private readonly baselineFiles;
+  private readonly scanning;
 
   get name(): string {
     return this.config.name;
@@ -225,6 +231,7 @@ export class FileIntegrity implements Source {
       this.settings.log.warn({ err }, 'file watcher error');
     });
     const watching = new Promise<void>((r) => watcher.once('ready', () => r()));
+    this.scanning.set({ source: this.config.name }, 1);
     this.scanDone = (async () => {
       await watching;
       if (this.silent || this.config.scan_on_start) await this.scan();
@@ -232,6 +239,7 @@ export class FileIntegrity implements Source {
         await this.watchTree();
         await this.countBaseline();
       }
+      this.scanning.set({ source: this.config.name }, 0);
     })();
     this.background = this.scanDone.catch((err) => {
       if (this.abort.signal.aborted) return;
@@ -675,6 +683,7 @@ export class FileIntegrity implements Source {
       await this.idle();
       await this.background;
       await this.hasher?.close();
+      this.scanning.set({ source: this.config.name }, 0);
     })();
     return this.stopped;
   }
