@@ -233,6 +233,22 @@ describe('hashing', () => {
     await kit.close();
   });
 
+  it('starts workers when there is a file to hash and stops them when idle', async () => {
+    const kit = await makeKit();
+    const p = join(kit.dir, 'f');
+    writeFileSync(p, 'content');
+    const pool = new HashPool(2, { maxBytes: 1 << 20, follow: false, idleMs: 50 });
+    expect(pool.threads).toBe(0);
+    expect(await pool.hash(p)).toMatchObject({ ok: true, sha256: sha('content') });
+    expect(pool.threads).toBe(1); // one file, one worker
+    await Promise.all([pool.hash(p), pool.hash(p), pool.hash(p)]);
+    expect(pool.threads).toBe(2);
+    await waitUntil('idle workers stopped', () => pool.threads === 0);
+    expect(await pool.hash(p)).toMatchObject({ ok: true, sha256: sha('content') });
+    await pool.close();
+    await kit.close();
+  });
+
   it('rate-limits bytes per second', async () => {
     const limiter = new ByteRateLimiter(100_000);
     const t0 = performance.now();
