@@ -7,7 +7,8 @@
  *   node bench/sources.mjs tail 200000
  *   node bench/sources.mjs idle 30    the agent with installers/config/agent.linux.yaml, 30 s idle window
  *
- * Each measurement runs in its own child process so that RSS is that measurement's.
+ * Each measurement runs in its own child process so that RSS is that measurement's; the FIM
+ * phases run with the installed agent's node flags. bench/README.md ("sources") has figures.
  * Targets (issue 5, 2-core machine): tail ≥ 100,000 lines/s parsed into the journal;
  * FIM 100,000 files under 150 MB RSS; idle agent under 0.5 % of a core.
  */
