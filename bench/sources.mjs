@@ -3,12 +3,13 @@
  * Source benchmarks (issue 5). Prints figures; asserts nothing about time.
  *
  *   node bench/sources.mjs            all of them (npm run build first; run with Node 24: npx node …)
- *   node bench/sources.mjs fim 10000  one FIM initial scan of a fresh 10,000-file tree
+ *   node bench/sources.mjs fim 10000  one FIM initial scan of a fresh 10,000-file tree, then a restart's compare
  *   node bench/sources.mjs tail 200000
  *   node bench/sources.mjs tail-source 200000   the same into a discarding sink: the source's own CPU
  *   node bench/sources.mjs idle 30    the agent with installers/config/agent.linux.yaml, 30 s idle window
  *
- * Each measurement runs in its own child process so that RSS is that measurement's.
+ * Each measurement runs in its own child process so that RSS is that measurement's; the FIM
+ * phases run with the installed agent's node flags. bench/README.md ("sources") has figures.
  * BENCH_TAIL_CHUNK: read_chunk_bytes for the tail runs (default: the source's, 256 KiB).
  * Targets (issue 5, 2-core machine): tail ≥ 100,000 lines/s parsed into the journal;
  * FIM 100,000 files under 150 MB RSS; idle agent under 0.5 % of a core.
@@ -24,50 +25,96 @@ const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const dist = (p) => join(ROOT, 'agent/dist', p);
 const mb = (kb) => `${(kb / 1024).toFixed(1)} MB`;
 
+/**
+ * The node flags the installed agent runs with (installers/bundle/launcher.sh), so that the FIM
+ * phases measure the memory the service would use.
+ */
+function agentNodeFlags() {
+  const sh = readFileSync(join(ROOT, 'installers/bundle/launcher.sh'), 'utf8');
+  const line = sh.split('\n').find((l) => l.startsWith('sealtrail-agent)')) ?? '';
+  return line.match(/--[a-z-]+(=\S+)?/g) ?? [];
+}
+
+/**
+ * FIM on a fresh tree of `n` files (1,000 per directory). The tree is written by this process;
+ * the first baseline and the restart's compare each run in a fresh child with the agent's node
+ * flags, since an agent restart is a new process: each phase's RSS is its own.
+ */
 async function fim(n) {
+  const dir = mkdtempSync(join(tmpdir(), 'sealtrail-bench-fim-'));
+  try {
+    const tree = join(dir, 'tree');
+    const perDir = 1000;
+    for (let d = 0; d < Math.ceil(n / perDir); d++) {
+      const sub = join(tree, `d${d}`);
+      mkdirSync(sub, { recursive: true });
+      for (let i = 0; i < perDir && d * perDir + i < n; i++)
+        writeFileSync(join(sub, `f${i}.conf`), `file ${d}/${i}\n`);
+    }
+    const flags = agentNodeFlags();
+    const build = await child(['fim-phase', 'build', dir], flags);
+    const restart = await child(['fim-phase', 'restart', dir], flags);
+    return {
+      bench: 'fim_initial_scan',
+      files: n,
+      node_flags: flags.join(' '),
+      baseline_seconds: build.seconds,
+      files_per_second: Math.round(n / build.seconds),
+      baseline_cpu_us_per_file: Math.round(build.cpu_us / n),
+      peak_rss_baseline: build.peak_rss,
+      peak_heap_baseline: build.peak_heap,
+      restart_compare_seconds: restart.seconds,
+      restart_cpu_us_per_file: Math.round(restart.cpu_us / n),
+      peak_rss_restart: restart.peak_rss,
+      peak_heap_restart: restart.peak_heap,
+      rss_before_start: build.rss_before_start,
+      baseline_files: build.files,
+      restart_events: restart.events,
+    };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** One FIM phase in this process: `build` the first baseline, or `restart` and compare. */
+async function fimPhase(phase, dir) {
   const { makeKit } = await import(dist('sources/common/testkit.js'));
   const { FileIntegrity } = await import(dist('sources/file_integrity/file_integrity.js'));
   const { fileIntegrityConfigSchema } = await import(dist('sources/file_integrity/config.js'));
-  const kit = await makeKit();
-  const tree = join(kit.dir, 'tree');
-  const perDir = 1000;
-  for (let d = 0; d < Math.ceil(n / perDir); d++) {
-    const dir = join(tree, `d${d}`);
-    mkdirSync(dir, { recursive: true });
-    for (let i = 0; i < perDir && d * perDir + i < n; i++)
-      writeFileSync(join(dir, `f${i}.conf`), `file ${d}/${i}\n`);
-  }
+  const kit = await makeKit({ dir });
+  const seqBefore = kit.journal.head?.seq ?? 0n;
   const rssBefore = process.memoryUsage().rss;
   const source = new FileIntegrity(
     kit.settings,
-    fileIntegrityConfigSchema.parse({ type: 'file_integrity', name: 'bench', paths: [tree] }),
+    fileIntegrityConfigSchema.parse({ type: 'file_integrity', name: 'bench', paths: [join(dir, 'tree')] }),
   );
+  // Where the resident memory is: V8's heap (young generation included) or native (LevelDB, threads).
+  const peak = { heapTotal: 0, heapUsed: 0, external: 0 };
+  const sample = setInterval(() => {
+    const m = process.memoryUsage();
+    for (const k of Object.keys(peak)) peak[k] = Math.max(peak[k], m[k]);
+  }, 100);
+  const c0 = process.cpuUsage();
   const t0 = performance.now();
   await source.start();
   await source.ready;
-  const firstMs = performance.now() - t0;
-  const firstRss = process.resourceUsage().maxRSS;
+  await source.idle();
+  const ms = performance.now() - t0;
+  const cpu = process.cpuUsage(c0);
+  clearInterval(sample);
+  const files = source.baselineSize;
   await source.stop();
-  // The second start compares the tree with the stored baseline (what a restart does).
-  const again = new FileIntegrity(
-    kit.settings,
-    fileIntegrityConfigSchema.parse({ type: 'file_integrity', name: 'bench', paths: [tree] }),
-  );
-  const t1 = performance.now();
-  await again.start();
-  await again.ready;
-  await again.idle();
-  const rescanMs = performance.now() - t1;
-  await again.stop();
-  await kit.close();
+  const events = Number((kit.journal.head?.seq ?? 0n) - seqBefore);
+  await kit.journal.close();
   return {
-    bench: 'fim_initial_scan',
-    files: n,
-    baseline_seconds: +(firstMs / 1000).toFixed(2),
-    files_per_second: Math.round(n / (firstMs / 1000)),
-    restart_compare_seconds: +(rescanMs / 1000).toFixed(2),
+    phase,
+    files,
+    seconds: +(ms / 1000).toFixed(2),
+    cpu_us: cpu.user + cpu.system,
+    // Records sealed: on a restart with nothing changed, only the scan's own commit.
+    events,
     peak_rss: mb(process.resourceUsage().maxRSS),
-    peak_rss_after_baseline: mb(firstRss),
+    peak_heap: `${mb(peak.heapUsed / 1024)} used of ${mb(peak.heapTotal / 1024)}, external ${mb(peak.external / 1024)}`,
     rss_before_start: mb(rssBefore / 1024),
   };
 }
@@ -212,15 +259,26 @@ async function idle(windowSec) {
   });
   const hz = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
   // Wait for start-up work (the FIM baseline of /etc and /usr/bin, the first inventory) to end:
-  // two consecutive seconds under 2 % of a core, at most 180 s.
+  // every FIM scan committed (`sealtrail_fim_scan_running` 0: the scan is rate-limited, so its CPU
+  // comes in bursts that a quiet second alone would miss), then two consecutive seconds under
+  // 2 % of a core, at most 300 s.
   const started = Date.now();
+  const scanning = async () => {
+    try {
+      const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+      return /^sealtrail_fim_scan_running\{[^}]*\} 1$/m.test(text);
+    } catch {
+      return true; // not listening yet
+    }
+  };
   let prev = procStat(child.pid);
   let quiet = 0;
-  while (Date.now() - started < 180_000 && quiet < 2) {
+  while (Date.now() - started < 300_000 && quiet < 2) {
     await new Promise((r) => setTimeout(r, 1000));
     if (child.exitCode !== null) throw new Error(`agent exited: ${stderr}`);
+    const busy = await scanning();
     const cur = procStat(child.pid);
-    quiet = (cur.ticks - prev.ticks) / hz < 0.02 ? quiet + 1 : 0;
+    quiet = !busy && (cur.ticks - prev.ticks) / hz < 0.02 ? quiet + 1 : 0;
     prev = cur;
   }
   const settleSec = (Date.now() - started) / 1000;
@@ -249,9 +307,9 @@ async function idle(windowSec) {
   };
 }
 
-async function child(args) {
+async function child(args, nodeFlags = []) {
   return new Promise((resolve, reject) => {
-    const c = spawn(process.execPath, [fileURLToPath(import.meta.url), ...args], {
+    const c = spawn(process.execPath, [...nodeFlags, fileURLToPath(import.meta.url), ...args], {
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     let out = '';
@@ -268,6 +326,7 @@ async function child(args) {
 
 const [what, arg] = process.argv.slice(2);
 if (what === 'fim') console.log(JSON.stringify(await fim(Number(arg ?? 10_000))));
+else if (what === 'fim-phase') console.log(JSON.stringify(await fimPhase(arg, process.argv[4])));
 else if (what === 'tail') console.log(JSON.stringify(await tail(Number(arg ?? 200_000))));
 else if (what === 'tail-source') console.log(JSON.stringify(await tail(Number(arg ?? 200_000), 'discard')));
 else if (what === 'idle') console.log(JSON.stringify(await idle(Number(arg ?? 30))));

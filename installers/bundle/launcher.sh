@@ -25,4 +25,9 @@ sealtrail-agent | sealtrail-collector) ;;
   exit 2
   ;;
 esac
-exec "$root/runtime/bin/node" "$root/lib/node_modules/@sealtrail/${name#sealtrail-}/bin/$name.js" "$@"
+# The agent's young generation is capped (bench/README.md, "sources"): a FIM scan of a large tree
+# otherwise lets V8 grow it to 128 MiB, most of the agent's resident memory.
+case $name in
+sealtrail-agent) exec "$root/runtime/bin/node" --max-semi-space-size=8 "$root/lib/node_modules/@sealtrail/agent/bin/$name.js" "$@" ;;
+*) exec "$root/runtime/bin/node" "$root/lib/node_modules/@sealtrail/${name#sealtrail-}/bin/$name.js" "$@" ;;
+esac

@@ -133,8 +133,10 @@ describe('Windows service definitions and install.ps1', () => {
       const inBundle = (winPath: string) =>
         join(staged('win32-x64'), 'bin', ...winPath.replace('%BASE%\\', '').split('\\'));
       expect(existsSync(inBundle(get('executable')))).toBe(true);
-      const script = /^"([^"]+)"/.exec(get('arguments'))![1]!;
-      expect(existsSync(inBundle(script)), script).toBe(true);
+      // Node flags, then the script: the agent runs with a capped young generation, as in launcher.sh.
+      const [, flags, script] = /^((?:--\S+\s+)*)"([^"]+)"/.exec(get('arguments'))!;
+      expect(flags!.trim()).toBe(c === 'agent' ? '--max-semi-space-size=8' : '');
+      expect(existsSync(inBundle(script!)), script).toBe(true);
       expect(get('arguments')).toContain(`--config "%ProgramData%\\Sealtrail\\${c}.yaml"`);
     }
   });

@@ -148,6 +148,50 @@ describe('file_integrity', () => {
     expect((await kit.events()).length).toBe(before);
   });
 
+  it('merges the start-up walk with the stored baseline: deletions among names that sort around directories, several roots', async () => {
+    // Names around the `dir/` boundary: `b.conf` < `b/…` < `b0`, and non-ASCII past U+FFFF.
+    const other = join(kit.dir, 'other');
+    mkdirSync(join(tree, 'b'), { recursive: true });
+    mkdirSync(other);
+    for (const n of ['b.conf', 'b/x', 'b0', 'é', '😀', '\ue000']) writeFileSync(join(tree, n), n);
+    writeFileSync(join(other, 'o'), 'o');
+    const f = await run({ paths: [other, tree, join(tree, 'sub')] });
+    expect(f.baselineSize).toBe(10);
+    await f.stop();
+    fim = null;
+    await kit.reopen();
+    for (const n of ['b.conf', 'b/x', '😀', 'sub/deep/c.conf']) rmSync(join(tree, n));
+    rmSync(join(other, 'o'));
+    const g = await run({ paths: [other, tree, join(tree, 'sub')] });
+    await g.idle();
+    const deleted = (await ofType('file.deleted')).map((e) => e.resource?.name).sort();
+    expect(deleted).toEqual(
+      [join(other, 'o'), ...['b.conf', 'b/x', '😀', 'sub/deep/c.conf'].map((n) => join(tree, n))].sort(),
+    );
+    expect(await ofType('file.created')).toHaveLength(0);
+    expect(g.baselineSize).toBe(5);
+
+    // A path removed from the config: its entries go without events.
+    await g.stop();
+    fim = null;
+    const h = await run({ paths: [other] });
+    await h.idle();
+    expect(h.baselineSize).toBe(0);
+    expect(await ofType('file.deleted')).toHaveLength(5);
+    expect(await kit.journal.getState('fim/etc', join(tree, 'a.conf'))).toBeUndefined();
+  });
+
+  it('reports every file of a removed directory tree', async () => {
+    const f = await run();
+    rmSync(join(tree, 'sub'), { recursive: true });
+    await waitUntil('deleted', async () => (await ofType('file.deleted')).length === 2);
+    await f.idle();
+    expect((await ofType('file.deleted')).map((e) => e.resource?.name).sort()).toEqual(
+      [join(tree, 'sub/b.conf'), join(tree, 'sub/deep/c.conf')].sort(),
+    );
+    expect(f.baselineSize).toBe(1);
+  });
+
   it('does not descend when recursive is false', async () => {
     const f = await run({ recursive: false });
     expect(f.baselineSize).toBe(1); // a.conf only
@@ -185,6 +229,22 @@ describe('hashing', () => {
       reason: 'error',
       detail: 'ENOENT',
     });
+    await pool.close();
+    await kit.close();
+  });
+
+  it('starts workers when there is a file to hash and stops them when idle', async () => {
+    const kit = await makeKit();
+    const p = join(kit.dir, 'f');
+    writeFileSync(p, 'content');
+    const pool = new HashPool(2, { maxBytes: 1 << 20, follow: false, idleMs: 50 });
+    expect(pool.threads).toBe(0);
+    expect(await pool.hash(p)).toMatchObject({ ok: true, sha256: sha('content') });
+    expect(pool.threads).toBe(1); // one file, one worker
+    await Promise.all([pool.hash(p), pool.hash(p), pool.hash(p)]);
+    expect(pool.threads).toBe(2);
+    await waitUntil('idle workers stopped', () => pool.threads === 0);
+    expect(await pool.hash(p)).toMatchObject({ ok: true, sha256: sha('content') });
     await pool.close();
     await kit.close();
   });

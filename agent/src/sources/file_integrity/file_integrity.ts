@@ -13,9 +13,13 @@
  * changes made while the agent was down are reported (`detected: "scan"`); the
  * first run builds the baseline silently and seals one `fim.baseline.created`.
  *
- * Memory stays bounded under a rename storm or a huge tree: dirty paths are a set
- * (a path is queued once however often it changes), checks run with a fixed
- * concurrency, and the walk streams directories.
+ * Memory stays bounded under a rename storm or a huge tree: the baseline lives only
+ * in LevelDB (a check reads its one entry; nothing holds the whole baseline), dirty
+ * paths are a set (a path is queued once however often it changes) that the walk
+ * does not outrun, checks run with a fixed concurrency, and the walk holds one
+ * directory listing per level. The start-up scan walks the tree in the byte order
+ * LevelDB keeps the baseline in and merges the two streams, so it finds the entries
+ * whose file is gone without a set of the paths it saw.
  */
 
 import { createHash } from 'node:crypto';
@@ -23,14 +27,14 @@ import { lstat, opendir, readlink, stat } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, resolve, sep } from 'node:path';
 import { type FSWatcher, watch } from 'chokidar';
 import picomatch from 'picomatch';
-import type { StateWrite } from '../../journal/journal.js';
 import { type EventDraft, EventEncoder } from '../common/emit.js';
 import { counter, gauge } from '../common/metrics.js';
 import type { Source, SourceFactory, SourceSettings } from '../source.js';
 import { type FileIntegrityConfig, fileIntegrityConfigSchema } from './config.js';
 import { ByteRateLimiter, HashPool, type HashResult } from './hasher.js';
+import { compareUtf8, type DirEntry, sortEntries } from './order.js';
 
-/** One baseline entry, kept short: 100,000 of them live in memory and in LevelDB. */
+/** One baseline entry, kept short: one per file in LevelDB. */
 export interface BaselineEntry {
   /** `f` regular file, `l` symbolic link (hash of its target text). */
   k: 'f' | 'l';
@@ -55,6 +59,9 @@ interface Position {
 type Detected = 'watch' | 'scan';
 
 const CONCURRENCY = 32;
+/** The walk pauses when this many paths are queued, until the checks bring it down to LOW_WATER. */
+const HIGH_WATER = CONCURRENCY * 8;
+const LOW_WATER = CONCURRENCY * 2;
 
 function octal(mode: number): string {
   return `0${(mode & 0o7777).toString(8).padStart(3, '0')}`;
@@ -94,11 +101,16 @@ export class FileIntegrity implements Source {
   private readonly ns: string;
   private readonly roots: string[];
   private readonly isIgnored: (path: string) => boolean;
-  private baseline = new Map<string, BaselineEntry>();
+  /** Entries in the baseline (LevelDB), for the gauge and the baseline event. */
+  private count = 0;
   private readonly dirty = new Set<string>();
   private readonly running = new Set<string>();
   private active = 0;
   private idleWaiters: (() => void)[] = [];
+  private drainWaiters: { below: number; resolve: () => void }[] = [];
+  /** Directories reported gone (with a trailing separator), swept against the baseline together. */
+  private readonly goneDirs = new Set<string>();
+  private sweeping: Promise<void> | null = null;
   private silent = false;
   private watcher: FSWatcher | null = null;
   private hasher: HashPool | null = null;
@@ -135,9 +147,15 @@ export class FileIntegrity implements Source {
       help: 'Files in the file integrity baseline',
       labelNames: ['source'],
     });
+    this.scanning = gauge(settings.registry, {
+      name: 'sealtrail_fim_scan_running',
+      help: '1 while the start-up scan (or first baseline) of this source runs, 0 once it is committed',
+      labelNames: ['source'],
+    });
   }
 
   private readonly baselineFiles;
+  private readonly scanning;
 
   get name(): string {
     return this.config.name;
@@ -155,13 +173,11 @@ export class FileIntegrity implements Source {
   }
 
   get baselineSize(): number {
-    return this.baseline.size;
+    return this.count;
   }
 
   async start(): Promise<void> {
     const { journal } = this.settings;
-    for await (const [path, entry] of journal.stateEntries<BaselineEntry>(this.ns))
-      this.baseline.set(path, entry);
     const pos = await journal.position<Position>(this.config.name);
     this.silent = pos?.baseline !== 'complete';
     this.hasher = new HashPool(this.config.hash_workers, {
@@ -187,12 +203,15 @@ export class FileIntegrity implements Source {
     watcher.on('add', onPath).on('change', onPath).on('unlink', onPath);
     // chokidar drops a `change` whose mtime did not move once atime passed mtime (it takes it
     // for a read): a chmod or chown after the file was hashed. The raw inotify event still
-    // names the path, and checking a path is idempotent, so raw changes mark it dirty too.
+    // names the path, and checking a path is idempotent (one that is neither in the baseline
+    // nor a covered file costs a lookup and a stat), so raw changes mark it dirty too.
     watcher.on('raw', (event, rel, details) => {
       const w = (details as { watchedPath?: string } | undefined)?.watchedPath;
       if (event !== 'change' || !rel || !w) return;
-      const path = isAbsolute(rel) ? rel : basename(w) === rel && this.baseline.has(w) ? w : join(w, rel);
-      if (this.baseline.has(path)) this.markDirty(path);
+      if (isAbsolute(rel)) return this.markDirty(rel);
+      // A file watched as itself names itself; otherwise `rel` is an entry of the directory `w`.
+      if (basename(w) === rel) this.markDirty(w);
+      this.markDirty(join(w, rel));
     });
     watcher.on('addDir', (dir: string) => {
       const d = resolve(dir);
@@ -200,22 +219,27 @@ export class FileIntegrity implements Source {
       // A directory created while watching: watch it, and check what was put in it before the watch held.
       watcher.add(d);
       void (async () => {
-        for await (const p of this.walk(d)) this.markDirty(p);
+        for await (const p of this.walk(d)) {
+          this.markDirty(p);
+          await this.drained();
+        }
       })().catch(() => {});
     });
-    watcher.on('unlinkDir', (dir: string) => {
-      const prefix = resolve(dir) + sep;
-      for (const p of this.baseline.keys()) if (p.startsWith(prefix)) this.markDirty(p);
-    });
+    watcher.on('unlinkDir', (dir: string) => this.dirGone(resolve(dir)));
     watcher.on('error', (err: unknown) => {
       this.errors.inc({ source: this.config.name, stage: 'watch' });
       this.settings.log.warn({ err }, 'file watcher error');
     });
     const watching = new Promise<void>((r) => watcher.once('ready', () => r()));
+    this.scanning.set({ source: this.config.name }, 1);
     this.scanDone = (async () => {
       await watching;
       if (this.silent || this.config.scan_on_start) await this.scan();
-      else await this.watchTree();
+      else {
+        await this.watchTree();
+        await this.countBaseline();
+      }
+      this.scanning.set({ source: this.config.name }, 0);
     })();
     this.background = this.scanDone.catch((err) => {
       if (this.abort.signal.aborted) return;
@@ -235,35 +259,63 @@ export class FileIntegrity implements Source {
     return false;
   }
 
-  /** Walks every root, checks each file, then checks baseline entries the walk did not meet. */
+  /**
+   * The baseline as LevelDB holds it now (an iterator reads a snapshot). Taken when no check
+   * is running, so every commit after it moves `count` by its own change and none is counted twice.
+   */
+  private async snapshot(): Promise<AsyncGenerator<[string, BaselineEntry]>> {
+    await this.idle();
+    this.count = 0;
+    return this.settings.journal.stateEntries<BaselineEntry>(this.ns);
+  }
+
+  private async countBaseline(): Promise<void> {
+    for await (const _ of await this.snapshot()) {
+      this.count++;
+      if (this.abort.signal.aborted) return;
+    }
+    this.baselineFiles.set({ source: this.config.name }, this.count);
+  }
+
+  /**
+   * Walks every root and merges it with the baseline: both come in UTF-8 byte order, so an
+   * entry the walk passes without meeting is a file that is gone (or no longer covered).
+   */
   private async scan(): Promise<void> {
     const started = Date.now();
-    const seen = new Set<string>();
     const signal = this.abort.signal;
-    for (const root of this.roots) {
-      for await (const path of this.walk(root)) {
-        if (signal.aborted) return;
-        seen.add(path);
-        this.markDirty(path, 'scan');
-        // Keep the dirty set from holding the whole tree at once.
-        if (this.dirty.size >= CONCURRENCY * 8) await this.drained(CONCURRENCY * 2);
+    const base = await this.snapshot();
+    try {
+      let next = await base.next();
+      // Every baseline entry that sorts before `until` was not met by the walk: its check
+      // reports the file deleted, or drops the entry silently when no configured path covers it.
+      const unmet = async (until: string | null) => {
+        while (!next.done && (until === null || compareUtf8(next.value[0], until) < 0)) {
+          if (signal.aborted) return;
+          this.count++;
+          this.markDirty(next.value[0], 'scan');
+          await this.drained();
+          next = await base.next();
+        }
+      };
+      for (const root of await this.scanRoots()) {
+        for await (const path of this.walk(root)) {
+          if (signal.aborted) return;
+          await unmet(path);
+          if (!next.done && next.value[0] === path) {
+            this.count++;
+            next = await base.next();
+          }
+          this.markDirty(path, 'scan');
+          await this.drained();
+        }
       }
-    }
-    const stale: string[] = [];
-    for (const p of this.baseline.keys()) if (!seen.has(p)) stale.push(p);
-    seen.clear();
-    for (const p of stale) {
-      if (signal.aborted) return;
-      if (this.covered(p)) this.markDirty(p, 'scan');
-      else this.forget.push(p);
-      if (this.dirty.size >= CONCURRENCY * 8) await this.drained(CONCURRENCY * 2);
+      await unmet(null);
+    } finally {
+      await base.return(undefined);
     }
     await this.idle();
     if (signal.aborted) return;
-    const state: StateWrite[] = this.forget.splice(0).map((p) => {
-      this.baseline.delete(p);
-      return { ns: this.ns, key: p, value: null };
-    });
     const events: Buffer[] = [];
     if (this.silent) {
       events.push(
@@ -272,31 +324,82 @@ export class FileIntegrity implements Source {
           type: 'fim.baseline.created',
           action: 'scan',
           outcome: 'success',
-          message: `file integrity baseline of ${this.baseline.size} files built in ${Date.now() - started} ms`,
-          attributes: { files: this.baseline.size, paths: this.roots, duration_ms: Date.now() - started },
+          message: `file integrity baseline of ${this.count} files built in ${Date.now() - started} ms`,
+          attributes: { files: this.count, paths: this.roots, duration_ms: Date.now() - started },
         }),
       );
     }
     const position: Position = { version: 1, baseline: 'complete' };
-    await this.settings.journal.append({ events, state, positions: { [this.config.name]: position } });
+    await this.settings.journal.append({ events, positions: { [this.config.name]: position } });
     this.silent = false;
+    this.baselineFiles.set({ source: this.config.name }, this.count);
     this.settings.log.info(
-      { files: this.baseline.size, duration_ms: Date.now() - started },
+      { files: this.count, duration_ms: Date.now() - started },
       'file integrity scan complete',
     );
   }
 
-  /** Baseline entries no longer under a configured path (the config changed): dropped without events. */
-  private forget: string[] = [];
+  /**
+   * The roots in the order their paths sort (a directory's paths all start with `dir/`), without
+   * those inside another recursive root. Nested roots without `recursive` may still interleave;
+   * the merge then checks a few files twice, which is harmless.
+   */
+  private async scanRoots(): Promise<string[]> {
+    const keyed: { root: string; key: string }[] = [];
+    for (const root of new Set(this.roots)) {
+      const isDir = await stat(root).then(
+        (st) => st.isDirectory(),
+        () => false,
+      );
+      keyed.push({ root, key: isDir ? root + sep : root });
+    }
+    keyed.sort((a, b) => compareUtf8(a.key, b.key));
+    const out: string[] = [];
+    for (const { root } of keyed) {
+      const inside = out.some((r) => root === r || (this.config.recursive && root.startsWith(r + sep)));
+      if (!inside) out.push(root);
+    }
+    return out;
+  }
 
-  private drained(below: number): Promise<void> {
-    return new Promise((r) => {
-      const check = () => {
-        if (this.dirty.size + this.active <= below || this.abort.signal.aborted) r();
-        else setTimeout(check, 5);
-      };
-      check();
-    });
+  /** Resolves once no more than `below` paths are queued or being checked. */
+  private drained(below = HIGH_WATER): Promise<void> {
+    if (this.dirty.size + this.active <= below || this.abort.signal.aborted) return Promise.resolve();
+    return new Promise((resolve) => this.drainWaiters.push({ below: Math.min(below, LOW_WATER), resolve }));
+  }
+
+  /** Marks the baseline entries under removed directories dirty, in one pass for a burst of removals. */
+  private dirGone(dir: string): void {
+    this.goneDirs.add(dir + sep);
+    if (this.sweeping) return;
+    this.sweeping = (async () => {
+      // Let the rest of a burst (rm -r of a tree) arrive first.
+      await new Promise((r) => setImmediate(r));
+      while (this.goneDirs.size > 0 && !this.abort.signal.aborted) {
+        const prefixes = [...this.goneDirs];
+        this.goneDirs.clear();
+        for await (const [p] of this.settings.journal.stateEntries<BaselineEntry>(this.ns)) {
+          if (this.abort.signal.aborted) break;
+          if (prefixes.some((x) => p.startsWith(x))) {
+            this.markDirty(p);
+            await this.drained();
+          }
+        }
+      }
+    })()
+      .catch((err) => {
+        if (this.abort.signal.aborted) return;
+        this.errors.inc({ source: this.config.name, stage: 'sweep' });
+        this.settings.log.warn({ err }, 'file integrity sweep of removed directories failed');
+      })
+      .finally(() => {
+        this.sweeping = null;
+        if (this.goneDirs.size > 0 && !this.abort.signal.aborted) {
+          const again = [...this.goneDirs];
+          this.goneDirs.clear();
+          for (const d of again) this.dirGone(d.slice(0, -1));
+        }
+      });
   }
 
   /** Adds every directory under the roots to the watcher (when no scan does it). */
@@ -308,9 +411,38 @@ export class FileIntegrity implements Source {
     }
   }
 
+  /** The entries of one directory that are not ignored, in path order; null when it cannot be read. */
+  private async list(dir: string): Promise<DirEntry[] | null> {
+    let handle: Awaited<ReturnType<typeof opendir>>;
+    try {
+      handle = await opendir(dir, { bufferSize: 256 });
+    } catch {
+      this.errors.inc({ source: this.config.name, stage: 'readdir' });
+      return null;
+    }
+    const out: DirEntry[] = [];
+    for await (const d of handle) {
+      const path = join(dir, d.name);
+      if (this.isIgnored(path)) continue;
+      let isDir = d.isDirectory();
+      let isFile = d.isFile() || d.isSymbolicLink();
+      if (d.isSymbolicLink() && this.config.follow_symlinks) {
+        try {
+          const t = await stat(path);
+          isDir = t.isDirectory();
+          isFile = t.isFile();
+        } catch {
+          isDir = false;
+        }
+      }
+      if (isDir || isFile) out.push({ name: d.name, dir: isDir });
+    }
+    return sortEntries(out);
+  }
+
   /**
-   * Streams the files under `root` (depth first, one open directory at a time), adding each
-   * directory to the watcher as it is entered when `watchDirs`.
+   * Streams the files under `root` in UTF-8 byte order of their paths (depth first, one
+   * listing per level), adding each directory to the watcher as it is entered when `watchDirs`.
    */
   private async *walk(root: string, watchDirs = true, files = true): AsyncGenerator<string> {
     let st: Awaited<ReturnType<typeof lstat>>;
@@ -323,39 +455,29 @@ export class FileIntegrity implements Source {
       if ((st.isFile() || st.isSymbolicLink()) && !this.isIgnored(root)) yield root;
       return;
     }
-    const stack = [root];
+    const top = await this.list(root);
+    if (!top) return;
+    const stack: { dir: string; entries: DirEntry[]; i: number }[] = [{ dir: root, entries: top, i: 0 }];
     while (stack.length > 0) {
-      const dir = stack.pop()!;
-      if (watchDirs && dir !== root) {
-        this.watcher?.add(dir);
+      const frame = stack[stack.length - 1]!;
+      const e = frame.entries[frame.i++];
+      if (!e) {
+        stack.pop();
+        continue;
+      }
+      const path = join(frame.dir, e.name);
+      if (!e.dir) {
+        if (files) yield path;
+        continue;
+      }
+      if (!this.config.recursive) continue;
+      if (watchDirs) {
+        this.watcher?.add(path);
         // Let chokidar set the directory up before the next one.
         await new Promise((r) => setImmediate(r));
       }
-      let handle: Awaited<ReturnType<typeof opendir>>;
-      try {
-        handle = await opendir(dir, { bufferSize: 256 });
-      } catch {
-        this.errors.inc({ source: this.config.name, stage: 'readdir' });
-        continue;
-      }
-      for await (const d of handle) {
-        const path = join(dir, d.name);
-        if (this.isIgnored(path)) continue;
-        let isDir = d.isDirectory();
-        let isFile = d.isFile() || d.isSymbolicLink();
-        if (d.isSymbolicLink() && this.config.follow_symlinks) {
-          try {
-            const t = await stat(path);
-            isDir = t.isDirectory();
-            isFile = t.isFile();
-          } catch {
-            isDir = false;
-          }
-        }
-        if (isDir) {
-          if (this.config.recursive) stack.push(path);
-        } else if (isFile && files) yield path;
-      }
+      const entries = await this.list(path);
+      if (entries) stack.push({ dir: path, entries, i: 0 });
     }
   }
 
@@ -387,6 +509,12 @@ export class FileIntegrity implements Source {
         .finally(() => {
           this.running.delete(path);
           this.active--;
+          if (this.drainWaiters.length > 0) {
+            const queued = this.dirty.size + this.active;
+            this.drainWaiters = this.drainWaiters.filter((w) =>
+              queued <= w.below ? void w.resolve() : true,
+            );
+          }
           if (this.active === 0 && this.dirty.size === 0) {
             for (const w of this.idleWaiters.splice(0)) w();
           } else this.pump();
@@ -449,7 +577,8 @@ export class FileIntegrity implements Source {
 
   private async check(path: string, detected: Detected): Promise<void> {
     if (this.abort.signal.aborted) return;
-    const old = this.baseline.get(path);
+    // Read here, not when queued: no other check of this path runs meanwhile, so it is current.
+    const old = await this.settings.journal.getState<BaselineEntry>(this.ns, path);
     const cur = this.covered(path) ? await this.current(path) : null;
     const events: EventDraft[] = [];
     const base = {
@@ -469,7 +598,7 @@ export class FileIntegrity implements Source {
           attributes: { before: describe(old), detected },
         });
       }
-      await this.commit(events, path, null);
+      await this.commit(events, path, null, old);
       return;
     }
     const contentMayDiffer = !old || old.s !== cur.s || old.t !== cur.t || old.i !== cur.i || old.k !== cur.k;
@@ -527,16 +656,20 @@ export class FileIntegrity implements Source {
         });
       }
     }
-    await this.commit(events, path, cur);
+    await this.commit(events, path, cur, old);
   }
 
-  private async commit(drafts: EventDraft[], path: string, entry: BaselineEntry | null): Promise<void> {
+  private async commit(
+    drafts: EventDraft[],
+    path: string,
+    entry: BaselineEntry | null,
+    old: BaselineEntry | undefined,
+  ): Promise<void> {
     const now = new Date();
     const events = this.silent ? [] : drafts.map((d) => this.encoder.encode(d, now));
     await this.settings.journal.append({ events, state: [{ ns: this.ns, key: path, value: entry }] });
-    if (entry) this.baseline.set(path, entry);
-    else this.baseline.delete(path);
-    this.baselineFiles.set({ source: this.config.name }, this.baseline.size);
+    this.count += (entry ? 1 : 0) - (old ? 1 : 0);
+    this.baselineFiles.set({ source: this.config.name }, this.count);
   }
 
   stop(): Promise<void> {
@@ -544,10 +677,13 @@ export class FileIntegrity implements Source {
       this.abort.abort();
       await this.watcher?.close();
       this.dirty.clear();
+      for (const w of this.drainWaiters.splice(0)) w.resolve();
+      await this.sweeping;
       // Checks already committing finish (their batch is durable or failed); new ones do not start.
       await this.idle();
       await this.background;
       await this.hasher?.close();
+      this.scanning.set({ source: this.config.name }, 0);
     })();
     return this.stopped;
   }

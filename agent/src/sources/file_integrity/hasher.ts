@@ -5,6 +5,10 @@
  * A worker opens with O_NONBLOCK (a FIFO swapped in for a file cannot hang it) and,
  * unless links are followed, O_NOFOLLOW; it hashes only regular files, reading 1 MiB
  * at a time, and gives up past `maxBytes`.
+ *
+ * Workers start when there is something to hash and stop after `idleMs` without work: a worker
+ * isolate holds ~18 MB resident, and a steady agent (or a restart that finds nothing changed)
+ * hashes nothing for hours.
  */
 import { Worker } from 'node:worker_threads';
 
@@ -84,17 +88,28 @@ interface Job {
   resolve: (r: HashResult) => void;
 }
 
+export interface HashPoolOptions {
+  maxBytes: number;
+  follow: boolean;
+  /** Workers with nothing to do for this long are stopped (started again on the next file). */
+  idleMs?: number;
+}
+
 export class HashPool {
-  private readonly workers: { worker: Worker; job: Job | null }[] = [];
+  private workers: { worker: Worker; job: Job | null }[] = [];
   private readonly queue: Job[] = [];
   private nextId = 1;
   private closed = false;
+  private idleTimer: NodeJS.Timeout | null = null;
 
   constructor(
-    size: number,
-    private readonly opts: { maxBytes: number; follow: boolean },
-  ) {
-    for (let i = 0; i < size; i++) this.spawn();
+    private readonly size: number,
+    private readonly opts: HashPoolOptions,
+  ) {}
+
+  /** Worker threads running now. */
+  get threads(): number {
+    return this.workers.length;
   }
 
   private spawn(): void {
@@ -115,10 +130,9 @@ export class HashPool {
       job?.resolve({ ok: false, reason: 'error', detail: err.message });
       const i = this.workers.indexOf(slot);
       if (i >= 0) this.workers.splice(i, 1);
-      if (!this.closed) this.spawn();
+      this.dispatch();
     });
     this.workers.push(slot);
-    this.dispatch();
   }
 
   hash(path: string): Promise<HashResult> {
@@ -130,6 +144,12 @@ export class HashPool {
   }
 
   private dispatch(): void {
+    if (this.closed) return;
+    if (this.queue.length > 0) {
+      if (this.idleTimer) clearTimeout(this.idleTimer);
+      this.idleTimer = null;
+      while (this.workers.length < Math.min(this.size, this.queue.length + this.busy())) this.spawn();
+    }
     for (const slot of this.workers) {
       if (slot.job || this.queue.length === 0) continue;
       const job = this.queue.shift()!;
@@ -141,10 +161,25 @@ export class HashPool {
         follow: this.opts.follow,
       });
     }
+    if (this.queue.length === 0 && this.busy() === 0 && this.workers.length > 0 && !this.idleTimer) {
+      this.idleTimer = setTimeout(() => {
+        this.idleTimer = null;
+        if (this.busy() > 0 || this.queue.length > 0) return;
+        for (const s of this.workers.splice(0)) void s.worker.terminate();
+      }, this.opts.idleMs ?? 30_000);
+      this.idleTimer.unref();
+    }
+  }
+
+  private busy(): number {
+    let n = 0;
+    for (const s of this.workers) if (s.job) n++;
+    return n;
   }
 
   async close(): Promise<void> {
     this.closed = true;
+    if (this.idleTimer) clearTimeout(this.idleTimer);
     for (const j of this.queue.splice(0)) j.resolve({ ok: false, reason: 'error', detail: 'hasher closed' });
     await Promise.all(
       this.workers.map(async (s) => {
