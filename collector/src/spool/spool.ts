@@ -141,6 +141,19 @@ function recordKey(offset: bigint): Buffer {
   return k;
 }
 
+/** u64be of a safe integer, without a BigInt (offsets while a group is built: one per record). */
+function writeU64(b: Buffer, n: number, at: number): void {
+  b.writeUInt32BE(Math.floor(n / 2 ** 32), at);
+  b.writeUInt32BE(n >>> 0, at + 4);
+}
+
+function recordKeyAt(offset: number): Buffer {
+  const k = Buffer.allocUnsafe(9);
+  k[0] = 0x73;
+  writeU64(k, offset, 1);
+  return k;
+}
+
 /**
  * 'i' event_id(16), parsed straight into the key (one per record). A UUID's hex digits in
  * either case name the same id (RFC 9562); anything else goes to `uuidBytes`, which throws.
@@ -176,12 +189,15 @@ function dlRange(prefix: string, exporter: string): { gte: Buffer; lt: Buffer } 
   };
 }
 
-/** `agent` and `chain` are the ids' 16 raw bytes (parsed once per batch, not per record). */
+/**
+ * `agent` and `chain` are the ids' 16 raw bytes (parsed once per batch, not per record),
+ * `received` the receive time's u64be(unix ms) (once per group).
+ */
 export function encodeRecord(
   agent: Uint8Array,
   chain: Uint8Array,
   r: IncomingRecord,
-  receivedMs: number,
+  received: Uint8Array,
   duplicateId: boolean,
 ): Buffer {
   const out = Buffer.allocUnsafe(HEADER + r.eventBytes.length);
@@ -191,7 +207,7 @@ export function encodeRecord(
   out.set(chain, 18);
   out.writeBigUInt64BE(r.seq, 34);
   out.set(r.recordHash, 42);
-  out.writeBigUInt64BE(BigInt(receivedMs), 74);
+  out.set(received, 74);
   out.set(r.eventBytes, HEADER);
   return out;
 }
@@ -424,7 +440,12 @@ export class Spool extends EventEmitter<{ committed: [bigint] }> {
     writingIds: Set<string>,
   ): Promise<{ offset: bigint; dupCounts: number[]; ids: Set<string> }> {
     const seenNow = new Set<string>();
-    let offset = this.nextOffset;
+    // Offsets as numbers while the group is built: exact below 2^53, which no spool reaches.
+    let offset = Number(this.nextOffset);
+    let total = 0;
+    for (const g of group) total += g.records.length;
+    if (!Number.isSafeInteger(offset + total))
+      throw new SealtrailError('ST_SPOOL_WRITE', `spool offset ${this.nextOffset} is past 2^53`);
     const now = Date.now();
     const nowBytes = u64(BigInt(now));
     const dupCounts: number[] = [];
@@ -433,13 +454,20 @@ export class Spool extends EventEmitter<{ committed: [bigint] }> {
       const agentBytes = uuidBytes(g.agent.agent_id);
       let dups = 0;
       // One hash range per run of records of one chain (a batch is contiguous and of one chain).
-      let run: { chain: Buffer; chainId: string; first: bigint; offset: bigint; count: bigint } | null = null;
+      let run: {
+        chain: Buffer;
+        chainId: string;
+        first: bigint;
+        next: bigint;
+        offset: number;
+        count: number;
+      } | null = null;
       const endRun = async () => {
         if (!run) return;
         for (const k of await this.supersededRanges(agentBytes, run.chain, run.first)) batch.del(k);
         const v = Buffer.allocUnsafe(16);
-        v.writeBigUInt64BE(run.offset, 0);
-        v.writeBigUInt64BE(run.count, 8);
+        writeU64(v, run.offset, 0);
+        writeU64(v, run.count, 8);
         batch.put(key('h', agentBytes, run.chain, u64(run.first)), v);
         run = null;
       };
@@ -458,17 +486,25 @@ export class Spool extends EventEmitter<{ committed: [bigint] }> {
           else {
             seenNow.add(idHex);
             const v = Buffer.allocUnsafe(16);
-            v.writeBigUInt64BE(offset, 0);
+            writeU64(v, offset, 0);
             nowBytes.copy(v, 8);
             batch.put(idKey, v);
           }
         }
-        if (!run || run.chainId !== r.chainId || r.seq !== run.first + run.count) {
+        if (!run || run.chainId !== r.chainId || r.seq !== run.next) {
           await endRun();
-          run = { chain: uuidBytes(r.chainId), chainId: r.chainId, first: r.seq, offset, count: 0n };
+          run = {
+            chain: uuidBytes(r.chainId),
+            chainId: r.chainId,
+            first: r.seq,
+            next: r.seq,
+            offset,
+            count: 0,
+          };
         }
         run.count++;
-        batch.put(recordKey(offset), encodeRecord(agentBytes, run.chain, r, now, duplicateId));
+        run.next = r.seq + 1n;
+        batch.put(recordKeyAt(offset), encodeRecord(agentBytes, run.chain, r, nowBytes, duplicateId));
         offset++;
       }
       await endRun();
@@ -476,8 +512,8 @@ export class Spool extends EventEmitter<{ committed: [bigint] }> {
       batch.put(key('a', agentBytes), Buffer.from(JSON.stringify(g.agent)));
       dupCounts.push(dups);
     }
-    batch.put(META_NEXT_OFFSET, u64(offset));
-    return { offset, dupCounts, ids: seenNow };
+    batch.put(META_NEXT_OFFSET, u64(BigInt(offset)));
+    return { offset: BigInt(offset), dupCounts, ids: seenNow };
   }
 
   /** Resolves true once the group is durable (and its commits resolved), false when it failed. */
