@@ -16,24 +16,15 @@ import {
 } from '@bufbuild/protobuf';
 import type { GenService, GenServiceMethods } from '@bufbuild/protobuf/codegenv2';
 import * as grpc from '@grpc/grpc-js';
-import { StreamRequestSchema } from '../gen/sealtrail/v1/ingest_pb.js';
-import { encodeStreamRequest } from './fast.js';
-
-/** Hand-written encoders, by message type, for what is sent at volume (see fast.ts). */
-const FAST_ENCODERS: Record<string, (m: never) => Buffer> = {
-  [StreamRequestSchema.typeName]: encodeStreamRequest,
-};
 
 function methodDefinition(method: DescMethod): grpc.MethodDefinition<unknown, unknown> {
   const input = method.input as DescMessage;
   const output = method.output as DescMessage;
-  const encode = FAST_ENCODERS[input.typeName] as ((m: unknown) => Buffer) | undefined;
   return {
     path: `/${method.parent.typeName}/${method.name}`,
     requestStream: method.methodKind === 'client_streaming' || method.methodKind === 'bidi_streaming',
     responseStream: method.methodKind === 'server_streaming' || method.methodKind === 'bidi_streaming',
-    requestSerialize:
-      encode ?? ((m: unknown) => Buffer.from(toBinary(input, m as MessageShape<DescMessage>))),
+    requestSerialize: (m: unknown) => Buffer.from(toBinary(input, m as MessageShape<DescMessage>)),
     requestDeserialize: (b: Buffer) => fromBinary(input, b),
     responseSerialize: (m: unknown) => Buffer.from(toBinary(output, m as MessageShape<DescMessage>)),
     responseDeserialize: (b: Buffer) => fromBinary(output, b),
