@@ -13,7 +13,7 @@
 import { createPublicKey, type KeyObject, randomBytes, verify } from 'node:crypto';
 import type * as grpc from '@grpc/grpc-js';
 import { status } from '@grpc/grpc-js';
-import { ChainVerifier, challengeMessage, checkpointMessage, uuidBytes } from '@sealtrail/chain';
+import { challengeMessage, checkpointMessage, uuidBytes } from '@sealtrail/chain';
 import { type AuditEvent, decodeEventFast } from '@sealtrail/event';
 import {
   type MessageInitShape,
@@ -27,6 +27,7 @@ import type { Logger } from '@sealtrail/telemetry';
 import type { AgentState, IncomingRecord, Spool } from '../spool/spool.js';
 import type { InHandBudget } from './budget.js';
 import type { ReceiverMetrics } from './metrics.js';
+import { RecordChecker } from './verify.js';
 
 const HELLO_TIMEOUT_MS = 10_000;
 /**
@@ -405,13 +406,12 @@ export class Session {
     // appends to `chains` (structuredClone cost as much as hashing a few records).
     const next: AgentState = { ...state, chains: [...state.chains] };
     // The current chain continues from its verified head; any other chain must open at record 0.
-    const verifier =
-      next.chain_id === chainId
-        ? new ChainVerifier(
-            { agentId: state.agent_id, chainId },
-            next.seq === null ? null : { seq: BigInt(next.seq), hash: Buffer.from(next.hash!, 'hex') },
-          )
-        : new ChainVerifier({ agentId: state.agent_id, chainId });
+    const verifier = new RecordChecker(
+      { agentId: state.agent_id, chainId },
+      next.chain_id === chainId && next.seq !== null
+        ? { seq: BigInt(next.seq), hash: Buffer.from(next.hash!, 'hex') }
+        : null,
+    );
 
     let n = 0;
     for (const r of batch.records) {
@@ -426,11 +426,8 @@ export class Session {
         };
         break;
       }
-      const rec = erased
-        ? { seq: r.seq, recordHash: r.recordHash, eventHash: r.eventHash }
-        : { seq: r.seq, recordHash: r.recordHash, eventBytes: r.eventBytes };
-      const step = verifier.check(rec);
-      if (!step.ok) {
+      const step = verifier.check(r);
+      if (step) {
         if (step.fault === 'seq_regression') {
           const stored = await this.deps.spool.recordHashAt(state.agent_id, chainId, r.seq);
           if (stored && Buffer.from(r.recordHash).equals(stored)) {
@@ -497,7 +494,7 @@ export class Session {
         };
         break;
       }
-      verifier.accept(step.position);
+      verifier.accept();
       accepted.push({
         chainId,
         seq: r.seq,

@@ -232,6 +232,21 @@ describe('spool: event-id keys', () => {
       expect(eventIdKey(id)).toEqual(Buffer.concat([Buffer.from('i'), uuidBytes(id)]));
       expect(eventIdKey(id.toUpperCase())).toEqual(eventIdKey(id));
     }
+    // One character of a UUID replaced: what the reference accepts, and nothing else, is parsed the same.
+    const alphabet = '0123456789abcdefABCDEFgG-x\u00e9\u0130\u{1f600} ';
+    for (let i = 0; i < 5000; i++) {
+      const chars = [...randomUUID()];
+      chars[i % 36] = [...alphabet][Math.floor(Math.random() * [...alphabet].length)]!;
+      const id = chars.join('');
+      let want: Buffer | 'throws';
+      try {
+        want = Buffer.concat([Buffer.from('i'), uuidBytes(id)]);
+      } catch {
+        want = 'throws';
+      }
+      if (want === 'throws') expect(() => eventIdKey(id), id).toThrow(/not a UUID/);
+      else expect(eventIdKey(id), id).toEqual(want);
+    }
     for (const bad of [
       '',
       'x'.repeat(36),
