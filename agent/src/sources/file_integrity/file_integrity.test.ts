@@ -192,6 +192,38 @@ describe('file_integrity', () => {
     expect(f.baselineSize).toBe(1);
   });
 
+  // Native watches report files through their directory's raw events only; polling watches each file.
+  for (const poll of [false, true]) {
+    it(`reports files in a directory made while watching, and a file given as a path (poll: ${poll})`, async () => {
+      const single = join(kit.dir, 'single.conf');
+      writeFileSync(single, 'one\n');
+      fim = new FileIntegrity(
+        kit.settings,
+        config({ paths: [tree, single], poll, ...(poll ? { poll_interval: 50 } : {}) }),
+      );
+      await fim.start();
+      await fim.ready;
+      mkdirSync(join(tree, 'sub/made'));
+      writeFileSync(join(tree, 'sub/made/n.conf'), 'new\n');
+      await waitUntil('created', async () => (await ofType('file.created')).length === 1);
+      appendFileSync(join(tree, 'sub/made/n.conf'), 'more\n');
+      appendFileSync(single, 'two\n');
+      await waitUntil('modified', async () => (await ofType('file.modified')).length === 2);
+      // chokidar's poller compares size, mtime and inode only: a chmod alone shows up natively.
+      if (!poll) {
+        chmodSync(join(tree, 'sub/made/n.conf'), 0o600);
+        await waitUntil('chmod', async () => (await ofType('file.permissions_changed')).length === 1);
+      }
+      rmSync(join(tree, 'sub/made/n.conf'));
+      rmSync(single);
+      await waitUntil('deleted', async () => (await ofType('file.deleted')).length === 2);
+      expect((await ofType('file.modified')).map((e) => e.resource?.name).sort()).toEqual(
+        [join(tree, 'sub/made/n.conf'), single].sort(),
+      );
+      await fim.idle();
+      expect(fim.baselineSize).toBe(3);
+    });
+  }
   it('does not descend when recursive is false', async () => {
     const f = await run({ recursive: false });
     expect(f.baselineSize).toBe(1); // a.conf only

@@ -103,7 +103,8 @@ export class FileIntegrity implements Source {
   private readonly isIgnored: (path: string) => boolean;
   /** Entries in the baseline (LevelDB), for the gauge and the baseline event. */
   private count = 0;
-  private readonly dirty = new Set<string>();
+  /** Paths to check, each with what first noticed it (one table: Set/Map churn is promoted garbage). */
+  private readonly dirty = new Map<string, Detected>();
   private readonly running = new Set<string>();
   private active = 0;
   private idleWaiters: (() => void)[] = [];
@@ -184,9 +185,16 @@ export class FileIntegrity implements Source {
       maxBytes: this.config.max_file_bytes,
       follow: this.config.follow_symlinks,
     });
+    // With native watches, chokidar tracks directories only: it would otherwise keep a name and
+    // stat facts for every file (~10 MB of live heap per 100,000 files, which V8 then lets grow
+    // fourfold before a major GC). The raw events of each watched directory name every entry
+    // created, removed, written, chmod-ed or chown-ed, and the check decides what changed.
+    // Polling watches each file itself, so there chokidar keeps tracking files.
+    const filesByRaw = !this.config.poll;
     const watcher = watch(this.roots, {
       ignoreInitial: true,
-      ignored: (p: string) => this.isIgnored(p),
+      ignored: (p: string, st?: { isFile(): boolean }) =>
+        this.isIgnored(p) || (filesByRaw && st?.isFile() === true && !this.roots.includes(resolve(p))),
       followSymlinks: this.config.follow_symlinks,
       // One level per watched directory: subdirectories are added one by one as the walk
       // reaches them. Handing chokidar a 100,000-file tree at once makes it list and stat
@@ -201,13 +209,13 @@ export class FileIntegrity implements Source {
     this.watcher = watcher;
     const onPath = (p: string) => this.markDirty(resolve(p));
     watcher.on('add', onPath).on('change', onPath).on('unlink', onPath);
+    // Raw events mark paths dirty too: files are reported only this way (see `filesByRaw`), and
     // chokidar drops a `change` whose mtime did not move once atime passed mtime (it takes it
-    // for a read): a chmod or chown after the file was hashed. The raw inotify event still
-    // names the path, and checking a path is idempotent (one that is neither in the baseline
-    // nor a covered file costs a lookup and a stat), so raw changes mark it dirty too.
+    // for a read): a chmod or chown after the file was hashed. Checking a path is idempotent
+    // (one that is neither in the baseline nor a covered file costs a lookup and a stat).
     watcher.on('raw', (event, rel, details) => {
       const w = (details as { watchedPath?: string } | undefined)?.watchedPath;
-      if (event !== 'change' || !rel || !w) return;
+      if ((event !== 'change' && event !== 'rename') || !rel || !w) return;
       if (isAbsolute(rel)) return this.markDirty(rel);
       // A file watched as itself names itself; otherwise `rel` is an entry of the directory `w`.
       if (basename(w) === rel) this.markDirty(w);
@@ -481,23 +489,18 @@ export class FileIntegrity implements Source {
     }
   }
 
-  private detectedBy = new Map<string, Detected>();
-
   private markDirty(path: string, how: Detected = 'watch'): void {
     if (this.abort.signal.aborted) return;
-    if (!this.dirty.has(path)) this.detectedBy.set(path, how);
-    this.dirty.add(path);
+    if (!this.dirty.has(path)) this.dirty.set(path, how);
     this.pump();
   }
 
   private pump(): void {
     if (this.active >= CONCURRENCY) return;
-    for (const path of this.dirty) {
+    for (const [path, how] of this.dirty) {
       if (this.active >= CONCURRENCY) break;
       if (this.running.has(path)) continue;
       this.dirty.delete(path);
-      const how = this.detectedBy.get(path) ?? 'watch';
-      this.detectedBy.delete(path);
       this.running.add(path);
       this.active++;
       this.check(path, how)
