@@ -1,12 +1,21 @@
 import { createHash } from 'node:crypto';
-import { appendFileSync, chmodSync, chownSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  appendFileSync,
+  chmodSync,
+  chownSync,
+  mkdirSync,
+  renameSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import type { AuditEvent } from '@sealtrail/event';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { type Kit, makeKit, waitUntil } from '../common/testkit.js';
 import { fileIntegrityConfigSchema } from './config.js';
 import { FileIntegrity } from './file_integrity.js';
-import { ByteRateLimiter, HashPool } from './hasher.js';
+import { ByteRateLimiter, HashPool, hashSmallFile, SMALL_FILE_BYTES } from './hasher.js';
 
 const sha = (s: string) => createHash('sha256').update(s).digest('hex');
 const isRoot = process.getuid?.() === 0;
@@ -262,6 +271,21 @@ describe('hashing', () => {
       detail: 'ENOENT',
     });
     await pool.close();
+    await kit.close();
+  });
+
+  it('hashes small files on the thread pool, opened as a worker opens them', async () => {
+    const kit = await makeKit();
+    const p = join(kit.dir, 'f');
+    writeFileSync(p, 'content');
+    symlinkSync(p, join(kit.dir, 'link'));
+    const opts = { maxBytes: 1 << 20, follow: false };
+    expect(await hashSmallFile(p, opts)).toEqual({ ok: true, sha256: sha('content'), bytes: 7 });
+    expect(await hashSmallFile(kit.dir, opts)).toMatchObject({ ok: false, reason: 'not_a_file' });
+    expect(await hashSmallFile(join(kit.dir, 'link'), opts)).toMatchObject({ ok: false, detail: 'ELOOP' });
+    expect(await hashSmallFile(join(kit.dir, 'link'), { ...opts, follow: true })).toMatchObject({ ok: true });
+    writeFileSync(p, Buffer.alloc(SMALL_FILE_BYTES + 1));
+    expect(await hashSmallFile(p, opts)).toBeNull(); // the pool's
     await kit.close();
   });
 

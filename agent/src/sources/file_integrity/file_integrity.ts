@@ -31,7 +31,7 @@ import { type EventDraft, EventEncoder } from '../common/emit.js';
 import { counter, gauge } from '../common/metrics.js';
 import type { Source, SourceFactory, SourceSettings } from '../source.js';
 import { type FileIntegrityConfig, fileIntegrityConfigSchema } from './config.js';
-import { ByteRateLimiter, HashPool, type HashResult } from './hasher.js';
+import { ByteRateLimiter, HashPool, type HashResult, hashSmallFile, SMALL_FILE_BYTES } from './hasher.js';
 import { compareUtf8, type DirEntry, sortEntries } from './order.js';
 
 /** One baseline entry, kept short: one per file in LevelDB. */
@@ -568,7 +568,9 @@ export class FileIntegrity implements Source {
       return;
     }
     await this.limiter.take(e.s, this.abort.signal);
-    const r: HashResult = await this.hasher!.hash(path);
+    const opts = { maxBytes: this.config.max_file_bytes, follow: this.config.follow_symlinks };
+    const r: HashResult =
+      (e.s <= SMALL_FILE_BYTES ? await hashSmallFile(path, opts) : null) ?? (await this.hasher!.hash(path));
     if (r.ok) {
       e.h = r.sha256;
       this.hashedBytes.inc({ source: this.config.name }, r.bytes);
