@@ -301,8 +301,7 @@ export class FileIntegrity implements Source {
         while (!next.done && (until === null || compareUtf8(next.value[0], until) < 0)) {
           if (signal.aborted) return;
           this.count++;
-          this.markDirty(next.value[0], 'scan');
-          await this.drained();
+          await this.checkScanned(next.value[0]);
           next = await base.next();
         }
       };
@@ -314,8 +313,7 @@ export class FileIntegrity implements Source {
             this.count++;
             next = await base.next();
           }
-          this.markDirty(path, 'scan');
-          await this.drained();
+          await this.checkScanned(path);
         }
       }
       await unmet(null);
@@ -495,34 +493,46 @@ export class FileIntegrity implements Source {
     this.pump();
   }
 
+  /**
+   * The scan starts its checks itself as slots free up: queueing 100,000 paths through `dirty`
+   * churns its hash table, and the tables it drops live long enough to be promoted garbage.
+   */
+  private async checkScanned(path: string): Promise<void> {
+    await this.drained(CONCURRENCY - 1);
+    if (this.active < CONCURRENCY && !this.running.has(path) && !this.dirty.has(path)) this.run(path, 'scan');
+    else this.markDirty(path, 'scan');
+  }
+
   private pump(): void {
     if (this.active >= CONCURRENCY) return;
     for (const [path, how] of this.dirty) {
       if (this.active >= CONCURRENCY) break;
       if (this.running.has(path)) continue;
       this.dirty.delete(path);
-      this.running.add(path);
-      this.active++;
-      this.check(path, how)
-        .catch((err) => {
-          if (this.abort.signal.aborted) return;
-          this.errors.inc({ source: this.config.name, stage: 'check' });
-          this.settings.log.warn({ err, path }, 'file integrity check failed');
-        })
-        .finally(() => {
-          this.running.delete(path);
-          this.active--;
-          if (this.drainWaiters.length > 0) {
-            const queued = this.dirty.size + this.active;
-            this.drainWaiters = this.drainWaiters.filter((w) =>
-              queued <= w.below ? void w.resolve() : true,
-            );
-          }
-          if (this.active === 0 && this.dirty.size === 0) {
-            for (const w of this.idleWaiters.splice(0)) w();
-          } else this.pump();
-        });
+      this.run(path, how);
     }
+  }
+
+  private run(path: string, how: Detected): void {
+    this.running.add(path);
+    this.active++;
+    this.check(path, how)
+      .catch((err) => {
+        if (this.abort.signal.aborted) return;
+        this.errors.inc({ source: this.config.name, stage: 'check' });
+        this.settings.log.warn({ err, path }, 'file integrity check failed');
+      })
+      .finally(() => {
+        this.running.delete(path);
+        this.active--;
+        if (this.drainWaiters.length > 0) {
+          const queued = this.dirty.size + this.active;
+          this.drainWaiters = this.drainWaiters.filter((w) => (queued <= w.below ? void w.resolve() : true));
+        }
+        if (this.active === 0 && this.dirty.size === 0) {
+          for (const w of this.idleWaiters.splice(0)) w();
+        } else this.pump();
+      });
   }
 
   private async current(path: string): Promise<BaselineEntry | null> {
