@@ -32,7 +32,7 @@ import { counter, gauge } from '../common/metrics.js';
 import type { Source, SourceFactory, SourceSettings } from '../source.js';
 import { type FileIntegrityConfig, fileIntegrityConfigSchema } from './config.js';
 import { ByteRateLimiter, HashPool, type HashResult, hashSmallFile, SMALL_FILE_BYTES } from './hasher.js';
-import { compareUtf8, type DirEntry, sortEntries } from './order.js';
+import { compareUtf8, sortEntries } from './order.js';
 
 /** One baseline entry, kept short: one per file in LevelDB. */
 export interface BaselineEntry {
@@ -417,8 +417,11 @@ export class FileIntegrity implements Source {
     }
   }
 
-  /** The entries of one directory that are not ignored, in path order; null when it cannot be read. */
-  private async list(dir: string): Promise<DirEntry[] | null> {
+  /**
+   * The names of one directory's entries that are not ignored, a directory's with a trailing `/`,
+   * in path order; null when it cannot be read.
+   */
+  private async list(dir: string): Promise<string[] | null> {
     let handle: Awaited<ReturnType<typeof opendir>>;
     try {
       handle = await opendir(dir, { bufferSize: 256 });
@@ -426,7 +429,7 @@ export class FileIntegrity implements Source {
       this.errors.inc({ source: this.config.name, stage: 'readdir' });
       return null;
     }
-    const out: DirEntry[] = [];
+    const out: string[] = [];
     for await (const d of handle) {
       const path = join(dir, d.name);
       if (this.isIgnored(path)) continue;
@@ -441,7 +444,8 @@ export class FileIntegrity implements Source {
           isDir = false;
         }
       }
-      if (isDir || isFile) out.push({ name: d.name, dir: isDir });
+      if (isDir) out.push(`${d.name}/`);
+      else if (isFile) out.push(d.name);
     }
     return sortEntries(out);
   }
@@ -463,7 +467,7 @@ export class FileIntegrity implements Source {
     }
     const top = await this.list(root);
     if (!top) return;
-    const stack: { dir: string; entries: DirEntry[]; i: number }[] = [{ dir: root, entries: top, i: 0 }];
+    const stack: { dir: string; entries: string[]; i: number }[] = [{ dir: root, entries: top, i: 0 }];
     while (stack.length > 0) {
       const frame = stack[stack.length - 1]!;
       const e = frame.entries[frame.i++];
@@ -471,12 +475,13 @@ export class FileIntegrity implements Source {
         stack.pop();
         continue;
       }
-      const path = join(frame.dir, e.name);
-      if (!e.dir) {
+      if (!e.endsWith('/')) {
+        const path = join(frame.dir, e);
         if (files) yield path;
         continue;
       }
       if (!this.config.recursive) continue;
+      const path = join(frame.dir, e.slice(0, -1));
       if (watchDirs) {
         this.watcher?.add(path);
         // Let chokidar set the directory up before the next one.
