@@ -20,7 +20,7 @@ export const fileIntegrityConfigSchema = z
     max_file_bytes: byteSize().default(64 * 1024 * 1024),
     /** Hashing budget: bytes read per second across this source's hash workers. */
     max_hash_bytes_per_sec: byteSize().default(32 * 1024 * 1024),
-    /** Worker threads that hash file content off the event loop. */
+    /** Worker threads that hash files over 64 KiB off the event loop (smaller ones are hashed on the thread pool). */
     hash_workers: z.number().int().min(1).max(16).default(1),
     /** Follow symbolic links into their targets (off: a link is recorded as itself). */
     follow_symlinks: z.boolean().default(false),

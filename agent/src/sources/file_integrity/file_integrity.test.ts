@@ -1,12 +1,21 @@
 import { createHash } from 'node:crypto';
-import { appendFileSync, chmodSync, chownSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  appendFileSync,
+  chmodSync,
+  chownSync,
+  mkdirSync,
+  renameSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import type { AuditEvent } from '@sealtrail/event';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { type Kit, makeKit, waitUntil } from '../common/testkit.js';
 import { fileIntegrityConfigSchema } from './config.js';
 import { FileIntegrity } from './file_integrity.js';
-import { ByteRateLimiter, HashPool } from './hasher.js';
+import { ByteRateLimiter, HashPool, hashSmallFile, SMALL_FILE_BYTES } from './hasher.js';
 
 const sha = (s: string) => createHash('sha256').update(s).digest('hex');
 const isRoot = process.getuid?.() === 0;
@@ -192,6 +201,38 @@ describe('file_integrity', () => {
     expect(f.baselineSize).toBe(1);
   });
 
+  // Native watches report files through their directory's raw events only; polling watches each file.
+  for (const poll of [false, true]) {
+    it(`reports files in a directory made while watching, and a file given as a path (poll: ${poll})`, async () => {
+      const single = join(kit.dir, 'single.conf');
+      writeFileSync(single, 'one\n');
+      fim = new FileIntegrity(
+        kit.settings,
+        config({ paths: [tree, single], poll, ...(poll ? { poll_interval: 50 } : {}) }),
+      );
+      await fim.start();
+      await fim.ready;
+      mkdirSync(join(tree, 'sub/made'));
+      writeFileSync(join(tree, 'sub/made/n.conf'), 'new\n');
+      await waitUntil('created', async () => (await ofType('file.created')).length === 1);
+      appendFileSync(join(tree, 'sub/made/n.conf'), 'more\n');
+      appendFileSync(single, 'two\n');
+      await waitUntil('modified', async () => (await ofType('file.modified')).length === 2);
+      // chokidar's poller compares size, mtime and inode only: a chmod alone shows up natively.
+      if (!poll) {
+        chmodSync(join(tree, 'sub/made/n.conf'), 0o600);
+        await waitUntil('chmod', async () => (await ofType('file.permissions_changed')).length === 1);
+      }
+      rmSync(join(tree, 'sub/made/n.conf'));
+      rmSync(single);
+      await waitUntil('deleted', async () => (await ofType('file.deleted')).length === 2);
+      expect((await ofType('file.modified')).map((e) => e.resource?.name).sort()).toEqual(
+        [join(tree, 'sub/made/n.conf'), single].sort(),
+      );
+      await fim.idle();
+      expect(fim.baselineSize).toBe(3);
+    });
+  }
   it('does not descend when recursive is false', async () => {
     const f = await run({ recursive: false });
     expect(f.baselineSize).toBe(1); // a.conf only
@@ -230,6 +271,21 @@ describe('hashing', () => {
       detail: 'ENOENT',
     });
     await pool.close();
+    await kit.close();
+  });
+
+  it('hashes small files on the thread pool, opened as a worker opens them', async () => {
+    const kit = await makeKit();
+    const p = join(kit.dir, 'f');
+    writeFileSync(p, 'content');
+    symlinkSync(p, join(kit.dir, 'link'));
+    const opts = { maxBytes: 1 << 20, follow: false };
+    expect(await hashSmallFile(p, opts)).toEqual({ ok: true, sha256: sha('content'), bytes: 7 });
+    expect(await hashSmallFile(kit.dir, opts)).toMatchObject({ ok: false, reason: 'not_a_file' });
+    expect(await hashSmallFile(join(kit.dir, 'link'), opts)).toMatchObject({ ok: false, detail: 'ELOOP' });
+    expect(await hashSmallFile(join(kit.dir, 'link'), { ...opts, follow: true })).toMatchObject({ ok: true });
+    writeFileSync(p, Buffer.alloc(SMALL_FILE_BYTES + 1));
+    expect(await hashSmallFile(p, opts)).toBeNull(); // the pool's
     await kit.close();
   });
 

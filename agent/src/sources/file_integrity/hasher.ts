@@ -6,10 +6,14 @@
  * unless links are followed, O_NOFOLLOW; it hashes only regular files, reading 1 MiB
  * at a time, and gives up past `maxBytes`.
  *
+ * Files up to SMALL_FILE_BYTES skip the workers (`hashSmallFile`): the read and the digest run
+ * on the libuv thread pool, still off the event loop.
+ *
  * Workers start when there is something to hash and stop after `idleMs` without work: a worker
  * isolate holds ~18 MB resident, and a steady agent (or a restart that finds nothing changed)
  * hashes nothing for hours.
  */
+import { constants, type FileHandle, open } from 'node:fs/promises';
 import { Worker } from 'node:worker_threads';
 
 export type HashResult =
@@ -46,6 +50,55 @@ parentPort.on('message', ({ id, path, maxBytes, follow }) => {
   }
 });
 `;
+
+/**
+ * Files up to this size are hashed without a worker: read on the libuv thread pool and digested
+ * with WebCrypto, which also runs there. A tree of small files (/etc) then never starts one.
+ */
+export const SMALL_FILE_BYTES = 64 * 1024;
+
+const failed = (e: unknown): HashResult => ({
+  ok: false,
+  reason: 'error',
+  detail: (e as NodeJS.ErrnoException).code ?? (e as Error).message,
+});
+
+/**
+ * SHA-256 of a regular file of at most SMALL_FILE_BYTES, opened the way a worker opens it;
+ * null when it is (or grew) larger, for the pool to hash.
+ */
+export async function hashSmallFile(path: string, opts: HashPoolOptions): Promise<HashResult | null> {
+  let fh: FileHandle;
+  try {
+    fh = await open(
+      path,
+      constants.O_RDONLY | constants.O_NONBLOCK | (opts.follow ? 0 : constants.O_NOFOLLOW),
+    );
+  } catch (e) {
+    return failed(e);
+  }
+  try {
+    const st = await fh.stat();
+    if (!st.isFile()) return { ok: false, reason: 'not_a_file' };
+    if (st.size > SMALL_FILE_BYTES) return null;
+    // One byte of room past the size it had: filling it means the file grew.
+    const buf = Buffer.allocUnsafe(st.size + 1);
+    let total = 0;
+    for (;;) {
+      const { bytesRead } = await fh.read(buf, total, buf.length - total, null);
+      if (bytesRead === 0) break;
+      total += bytesRead;
+      if (total === buf.length) return null;
+    }
+    if (total > opts.maxBytes) return { ok: false, reason: 'too_large' };
+    const digest = await crypto.subtle.digest('SHA-256', buf.subarray(0, total));
+    return { ok: true, sha256: Buffer.from(digest).toString('hex'), bytes: total };
+  } catch (e) {
+    return failed(e);
+  } finally {
+    await fh.close().catch(() => {});
+  }
+}
 
 /** Serialized token bucket: callers may go into debt for one large file, then everyone waits it off. */
 export class ByteRateLimiter {

@@ -20,10 +20,10 @@ describe('compareUtf8', () => {
   it('sorts directory entries so joined paths come in byte order, descendants included', () => {
     const names = STRINGS.filter((n) => n !== '' && !n.includes('/'));
     for (const phase of [0, 1, 2]) {
-      const entries = names.map((name, i) => ({ name, dir: i % 3 === phase }));
+      const entries = names.map((name, i) => (i % 3 === phase ? `${name}/` : name));
       // A directory stands for its descendants: its own `name/` prefix and a child under it.
       const paths = sortEntries(entries).flatMap((e) =>
-        e.dir ? [`/r/${e.name}/`, `/r/${e.name}/a`] : [`/r/${e.name}`],
+        e.endsWith('/') ? [`/r/${e}`, `/r/${e}a`] : [`/r/${e}`],
       );
       expect(paths).toEqual([...paths].sort(byBytes));
     }

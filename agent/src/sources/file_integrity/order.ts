@@ -23,15 +23,11 @@ export function compareUtf8(a: string, b: string): number {
   return a.length - b.length;
 }
 
-/** One directory entry; a directory sorts as `name/`, where its descendants' paths fall. */
-export interface DirEntry {
-  name: string;
-  dir: boolean;
-}
-
-/** Sorts entries so that joining them to their directory gives paths in UTF-8 byte order. */
-export function sortEntries(entries: DirEntry[]): DirEntry[] {
-  const keyed = entries.map((e) => ({ e, k: e.dir ? `${e.name}/` : e.name }));
-  keyed.sort((a, b) => compareUtf8(a.k, b.k));
-  return keyed.map((x) => x.e);
+/**
+ * Sorts the names of one directory's entries, each directory's with a trailing `/` (where its
+ * descendants' paths fall), so that joining them to their directory gives paths in UTF-8 byte
+ * order. Plain strings, not objects: a walk holds one listing per level.
+ */
+export function sortEntries(names: string[]): string[] {
+  return names.sort(compareUtf8);
 }
