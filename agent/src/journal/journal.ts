@@ -57,6 +57,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { mkdirSync, renameSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { eventHash, HASH_BYTES, RecordHasher, recordHashPrefix } from '@sealtrail/chain';
 import { SealtrailError } from '@sealtrail/errors';
 import { ClassicLevel } from 'classic-level';
@@ -167,6 +168,9 @@ export interface JournalOptions {
    */
   parallelVerifyMin?: number;
 }
+
+/** Journal directories open in this process (LevelDB's own lock is per process). */
+const openHere = new Set<string>();
 
 type ScanRange = { gt?: Buffer; gte?: Buffer; lt?: Buffer; lte?: Buffer };
 
@@ -285,10 +289,14 @@ export class Journal extends EventEmitter<{
    * gets one; offline tools pass false and write nothing.
    */
   async open({ startChain = true } = {}): Promise<void> {
+    const location = resolve(this.opts.dir);
     try {
-      // multithreading: verifyTail's worker thread shares this LevelDB handle (another
-      // process is still kept out by LevelDB's lock).
+      // multithreading: verifyTail's worker thread shares this LevelDB handle. LevelDB's lock
+      // still keeps other processes out; a second journal in this process is kept out here.
+      if (openHere.has(location)) throw new Error('open', { cause: new Error('lock held by this process') });
       await this.db.open({ multithreading: true });
+      openHere.add(location);
+      this.location = location;
     } catch (cause) {
       const inner = String((cause as Error & { cause?: Error }).cause?.message ?? '');
       throw new SealtrailError(
@@ -988,6 +996,8 @@ export class Journal extends EventEmitter<{
     this.legacyHead = false;
   }
 
+  /** The resolved directory while this journal holds it open. */
+  private location: string | null = null;
   /** Records the worker thread checked in the last `verifyTail` (0 when it ran in one pass). */
   workerVerified = 0;
 
@@ -1070,11 +1080,17 @@ export class Journal extends EventEmitter<{
     const chainId = this.chains.get(h.chain)?.chainId;
     if (!chainId) return null;
     const mid = from + (h.seq - from) / 2n;
-    const [row] = await this.db.iterator({ gte: recordKey(h.chain, mid), lt: Buffer.from('s'), limit: 1 }).all();
+    const [row] = await this.db
+      .iterator({ gte: recordKey(h.chain, mid), lt: Buffer.from('s'), limit: 1 })
+      .all();
     if (!row) return null;
     const [key, value] = row;
     if (key.length !== 13 || key.readUInt32BE(1) !== h.chain || value.length < VALUE_HEADER) return null;
-    const head: Head = { chain: h.chain, seq: key.readBigUInt64BE(5), hash: Buffer.from(value.subarray(1, VALUE_HEADER)) };
+    const head: Head = {
+      chain: h.chain,
+      seq: key.readBigUInt64BE(5),
+      hash: Buffer.from(value.subarray(1, VALUE_HEADER)),
+    };
     return { key, head, prefix: recordHashPrefix({ agentId: this.opts.agentId, chainId }) };
   }
 
@@ -1196,6 +1212,7 @@ export class Journal extends EventEmitter<{
     while (this.writing) await new Promise((r) => setTimeout(r, 1));
     await this.lock;
     await this.db.close();
+    if (this.location) openHere.delete(this.location);
   }
 }
 

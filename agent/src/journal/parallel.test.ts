@@ -6,8 +6,8 @@
 import { cpSync, rmSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { headMarkKey, recordKey } from './layout.js';
-import { fixture, tempDataDir, withRawDb } from './testkit/fixture.js';
 import { mulberry32 } from './testkit/chains.js';
+import { fixture, tempDataDir, withRawDb } from './testkit/fixture.js';
 
 const EVENTS = 240;
 const dirs: string[] = [];
@@ -60,7 +60,8 @@ describe('verifyTail on two threads', () => {
     const j = f.make();
     await j.open();
     // Several batches, so head marks sit between the records.
-    for (let b = 0; b < 6; b++) await j.append({ events: Array.from({ length: EVENTS / 6 }, () => f.event()) });
+    for (let b = 0; b < 6; b++)
+      await j.append({ events: Array.from({ length: EVENTS / 6 }, () => f.event()) });
     await j.close();
 
     const rand = mulberry32(20261203);
@@ -73,7 +74,10 @@ describe('verifyTail on two threads', () => {
       const g = fixture(dataDir);
       const kind = round % 9;
       // Around the split record, or anywhere.
-      const s = round % 3 === 0 ? split + BigInt(Math.floor(rand() * 3) - 1) : 1n + BigInt(Math.floor(rand() * EVENTS));
+      const s =
+        round % 3 === 0
+          ? split + BigInt(Math.floor(rand() * 3) - 1)
+          : 1n + BigInt(Math.floor(rand() * EVENTS));
       await withRawDb(g.paths.journal, (db) => damage(db, kind, s, rand));
 
       const results = [];

@@ -172,7 +172,10 @@ export function checkRowsInWorker(location: string, start: RowCheckStart, lt: Ui
 }
 
 async function work(job: Job): Promise<void> {
-  const db = new ClassicLevel<Buffer, Buffer>(job.location, { keyEncoding: 'buffer', valueEncoding: 'buffer' });
+  const db = new ClassicLevel<Buffer, Buffer>(job.location, {
+    keyEncoding: 'buffer',
+    valueEncoding: 'buffer',
+  });
   await db.open({ multithreading: true });
   const checker = new RowChecker(job.start);
   try {

@@ -6,10 +6,10 @@
 import { randomUUID } from 'node:crypto';
 import { ChainVerifier, eventHash, RecordHasher, recordHashPrefix } from '@sealtrail/chain';
 import { describe, expect, it } from 'vitest';
-import { decodeRecordValue, type Head, KIND_ERASED, KIND_FULL, recordKey } from './layout.js';
+import { decodeRecordValue, type Head, recordKey } from './layout.js';
+import { RowChecker } from './rowcheck.js';
 import { Sealer } from './seal.js';
 import { type TailFault, TailVerifier } from './tail.js';
-import { RowChecker } from './rowcheck.js';
 import { chains, damage, mulberry32, type Row } from './testkit/chains.js';
 
 const AGENT_ID = randomUUID();

@@ -25,7 +25,7 @@ export function chains(agentId: string, rand: () => number): { rows: Row[]; ids:
     const id = randomUUID();
     ids.set(no, id);
     const hasher = new RecordHasher({ agentId, chainId: id });
-    let prev = Buffer.alloc(32);
+    let prev: Buffer = Buffer.alloc(32);
     const len = 1 + Math.floor(rand() * 12);
     for (let seq = 0n; seq < BigInt(len); seq++) {
       const ev = Buffer.from(
@@ -81,4 +81,3 @@ export function damage(rows: Row[], rand: () => number): Row[] {
   }
   return out;
 }
-
