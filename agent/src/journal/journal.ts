@@ -49,7 +49,8 @@
  * record, an `integrity` event is sealed in it (and emitted), and the events this
  * process accepted since start-up are sealed again after it, so no accepted event
  * is lost (its own checkpoints and other agent events name the old chain: they are
- * quarantined with it). `verifyTail` (the `verify` command) checks the whole tail.
+ * quarantined with it). `verifyTail` (the `verify` command) checks the whole tail, a long
+ * one on two threads (a worker checks the newer half, see rowcheck.ts).
  *
  * Appends are group-committed: callers that arrive within the commit window, or
  * while a batch is being written, are sealed together into one batch. Group
