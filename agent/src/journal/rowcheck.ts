@@ -148,9 +148,15 @@ export function checkRowsInWorker(location: string, start: RowCheckStart, lt: Ui
   const stop = new Int32Array(new SharedArrayBuffer(4));
   let progress = 0;
   let done: RowCheckResult | null = null;
-  const worker = new Worker(new URL(import.meta.url), {
-    workerData: { [JOB]: { location, start, lt, stop } satisfies Job },
-  });
+  let worker: Worker;
+  try {
+    worker = new Worker(new URL(import.meta.url), {
+      workerData: { [JOB]: { location, start, lt, stop } satisfies Job },
+    });
+  } catch {
+    // No worker (e.g. out of threads): the main thread checks these rows itself.
+    return { result: Promise.resolve(null), progress: () => 0, stop: () => undefined };
+  }
   worker.on('message', (m: Message) => {
     if ('progress' in m) progress = m.progress;
     else done = m.done;
