@@ -1076,6 +1076,8 @@ export class Journal extends EventEmitter<{
     const h = this.headPos;
     const a = this.ackedPos;
     if (!h || this.backlogRecords < (this.opts.parallelVerifyMin ?? 100_000)) return null;
+    // The split must lie after the acked record (a journal where it does not is left to one pass).
+    if (a && a.chain > h.chain) return null;
     const from = a && a.chain === h.chain ? a.seq + 1n : 0n;
     if (h.seq - from < 2n) return null;
     const chainId = this.chains.get(h.chain)?.chainId;
