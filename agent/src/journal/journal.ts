@@ -49,7 +49,8 @@
  * record, an `integrity` event is sealed in it (and emitted), and the events this
  * process accepted since start-up are sealed again after it, so no accepted event
  * is lost (its own checkpoints and other agent events name the old chain: they are
- * quarantined with it). `verifyTail` (the `verify` command) checks the whole tail.
+ * quarantined with it). `verifyTail` (the `verify` command) checks the whole tail, a long
+ * one on two threads (a worker checks the newer half, see rowcheck.ts).
  *
  * Appends are group-committed: callers that arrive within the commit window, or
  * while a batch is being written, are sealed together into one batch. Group
@@ -57,7 +58,8 @@
  */
 import { EventEmitter } from 'node:events';
 import { mkdirSync, renameSync } from 'node:fs';
-import { eventHash, HASH_BYTES, RecordHasher } from '@sealtrail/chain';
+import { resolve } from 'node:path';
+import { eventHash, HASH_BYTES, RecordHasher, recordHashPrefix } from '@sealtrail/chain';
 import { SealtrailError } from '@sealtrail/errors';
 import { ClassicLevel } from 'classic-level';
 import {
@@ -72,6 +74,7 @@ import {
   recordKey,
   VALUE_HEADER,
 } from './layout.js';
+import { checkRowsInWorker } from './rowcheck.js';
 import { Sealer } from './seal.js';
 import { type TailFault, TailVerifier } from './tail.js';
 
@@ -160,6 +163,24 @@ export interface JournalOptions {
    * records are checked as `read` reaches them. Default 20,000 (20 checkpoints at the default interval).
    */
   verifyOnOpen?: number;
+  /**
+   * A tail at least this long is verified on two threads (see `verifyTail`). Default 100,000:
+   * below that, starting a worker costs more than it saves.
+   */
+  parallelVerifyMin?: number;
+}
+
+/** Journal directories open in this process (LevelDB's own lock is per process). */
+const openHere = new Set<string>();
+
+type ScanRange = { gt?: Buffer; gte?: Buffer; lt?: Buffer; lte?: Buffer };
+
+function sameHead(a: Head, b: Head): boolean {
+  return a.chain === b.chain && a.seq === b.seq && a.hash.equals(b.hash);
+}
+
+function joinSeq(hi: number, lo: number): bigint {
+  return (BigInt(hi) << 32n) | BigInt(lo);
 }
 
 type Op = { type: 'put'; key: Buffer; value: Buffer } | { type: 'del'; key: Buffer };
@@ -269,8 +290,14 @@ export class Journal extends EventEmitter<{
    * gets one; offline tools pass false and write nothing.
    */
   async open({ startChain = true } = {}): Promise<void> {
+    const location = resolve(this.opts.dir);
     try {
-      await this.db.open();
+      // multithreading: verifyTail's worker thread shares this LevelDB handle. LevelDB's lock
+      // still keeps other processes out; a second journal in this process is kept out here.
+      if (openHere.has(location)) throw new Error('open', { cause: new Error('lock held by this process') });
+      await this.db.open({ multithreading: true });
+      openHere.add(location);
+      this.location = location;
     } catch (cause) {
       const inner = String((cause as Error & { cause?: Error }).cause?.message ?? '');
       throw new SealtrailError(
@@ -970,25 +997,119 @@ export class Journal extends EventEmitter<{
     this.legacyHead = false;
   }
 
+  /** The resolved directory while this journal holds it open. */
+  private location: string | null = null;
+  /** Records the worker thread checked in the last `verifyTail` (0 when it ran in one pass). */
+  workerVerified = 0;
+
   /**
    * Verifies the kept records from the acked position to the head; the first fault, or null.
    * `onProgress` is called with the number of records verified so far, and last with the
    * number that verified before the fault (or all of them).
+   *
+   * A tail of `parallelVerifyMin` records or more is checked on two threads: the main thread
+   * verifies up to and including a record in the middle (the split), while a worker
+   * (rowcheck.ts) checks the rows after it, chained from the split's stored hash, as far as
+   * they are plainly good. Once the main thread has verified the split record itself, the
+   * worker's last good record is as trusted as if the main thread had got there, and a
+   * TailVerifier started from it goes on to the end (over nothing but the last head mark,
+   * unless the worker stopped at a doubtful row). Every fault is decided by a TailVerifier,
+   * in key order, so the result is the same as one pass from the start.
+   * It must run while nothing writes (open, the offline `verify`): the two threads read
+   * through separate iterators.
    */
   async verifyTail(onProgress?: (records: number) => void): Promise<TailFault | null> {
-    const verifier = new TailVerifier(this.opts.agentId, (no) => this.chains.get(no)?.chainId, this.ackedPos);
-    let fault: TailFault | null = null;
+    this.workerVerified = 0;
+    const chainIdOf = (no: number) => this.chains.get(no)?.chainId;
+    const main = new TailVerifier(this.opts.agentId, chainIdOf, this.ackedPos);
+    const end = Buffer.from('s');
+    let others = () => 0;
     let reported = 0;
-    await this.scan({ gte: Buffer.from('r'), lt: Buffer.from('s') }, (rows) => {
-      fault = verifier.push(rows);
-      if (verifier.count - reported >= 10_000) {
-        reported = verifier.count;
-        onProgress?.(reported);
+    const tick = () => {
+      const n = main.count + others();
+      if (n - reported >= 10_000) {
+        reported = n;
+        onProgress?.(n);
       }
+    };
+    const split = await this.splitPoint();
+    if (!split) {
+      const fault = await this.verifyRange(main, { gte: Buffer.from('r'), lt: end }, tick);
+      onProgress?.(main.count);
+      return fault ?? this.endsAtHead(main.lastGood);
+    }
+    const run = checkRowsInWorker(
+      this.db.location,
+      { key: split.key, hash: split.head.hash.toString('latin1'), prefix: split.prefix },
+      end,
+    );
+    others = run.progress;
+    let fault = await this.verifyRange(main, { gte: Buffer.from('r'), lte: split.key }, tick);
+    const good = main.lastGood;
+    const handOver = !fault && good !== null && sameHead(good, split.head);
+    if (!handOver) run.stop();
+    const side = await run.result;
+    if (!handOver) {
+      // Only when the split record is not what the main thread verified (damage there).
+      if (!fault) fault = await this.verifyRange(main, { gt: split.key, lt: end }, tick);
+      onProgress?.(main.count);
+      return fault ?? this.endsAtHead(main.lastGood);
+    }
+    const checked = side?.count ?? 0;
+    this.workerVerified = checked;
+    const from: Head = side
+      ? { chain: split.head.chain, seq: joinSeq(side.hi, side.lo), hash: Buffer.from(side.hash, 'latin1') }
+      : split.head;
+    const rest = new TailVerifier(this.opts.agentId, chainIdOf, from);
+    others = () => checked + rest.count;
+    fault = await this.verifyRange(rest, { gt: recordKey(from.chain, from.seq), lt: end }, tick);
+    onProgress?.(main.count + checked + rest.count);
+    return fault ?? this.endsAtHead(rest.lastGood);
+  }
+
+  /**
+   * Where verifyTail splits a long tail: the first record at or after the middle of the
+   * head's chain part of the tail, with its stored hash. Null when the tail is short or
+   * the rows there are not a plain record (the whole tail is then verified in one pass).
+   */
+  private async splitPoint(): Promise<{ key: Buffer; head: Head; prefix: Buffer } | null> {
+    const h = this.headPos;
+    const a = this.ackedPos;
+    if (!h || this.backlogRecords < (this.opts.parallelVerifyMin ?? 100_000)) return null;
+    // The split must lie after the acked record (a journal where it does not is left to one pass).
+    if (a && a.chain > h.chain) return null;
+    const from = a && a.chain === h.chain ? a.seq + 1n : 0n;
+    if (h.seq - from < 2n) return null;
+    const chainId = this.chains.get(h.chain)?.chainId;
+    if (!chainId) return null;
+    const mid = from + (h.seq - from) / 2n;
+    const [row] = await this.db
+      .iterator({ gte: recordKey(h.chain, mid), lt: Buffer.from('s'), limit: 1 })
+      .all();
+    if (!row) return null;
+    const [key, value] = row;
+    if (key.length !== 13 || key.readUInt32BE(1) !== h.chain || value.length < VALUE_HEADER) return null;
+    const head: Head = {
+      chain: h.chain,
+      seq: key.readBigUInt64BE(5),
+      hash: Buffer.from(value.subarray(1, VALUE_HEADER)),
+    };
+    return { key, head, prefix: recordHashPrefix({ agentId: this.opts.agentId, chainId }) };
+  }
+
+  /** Feeds the rows of `range` to `verifier`; its first fault, or null. */
+  private async verifyRange(
+    verifier: TailVerifier,
+    range: ScanRange,
+    tick: () => void,
+  ): Promise<TailFault | null> {
+    let fault: TailFault | null = null;
+    await this.scan(range, (rows) => {
+      fault = verifier.push(rows);
+      tick();
       return fault === null;
     });
-    onProgress?.(verifier.count);
-    return fault ?? this.endsAtHead(verifier.lastGood);
+    return fault;
   }
 
   /**
@@ -1059,7 +1180,7 @@ export class Journal extends EventEmitter<{
    * The next chunk is read (on LevelDB's thread) while `fn` works on this one.
    */
   private async scan(
-    range: { gt?: Buffer; gte?: Buffer; lt: Buffer },
+    range: ScanRange,
     fn: (rows: [Buffer, Buffer][]) => boolean,
     chunk = 2000,
   ): Promise<void> {
@@ -1094,6 +1215,7 @@ export class Journal extends EventEmitter<{
     while (this.writing) await new Promise((r) => setTimeout(r, 1));
     await this.lock;
     await this.db.close();
+    if (this.location) openHere.delete(this.location);
   }
 }
 

@@ -4,26 +4,15 @@
  * on random chains with random damage: the same bytes, the same first fault.
  */
 import { randomUUID } from 'node:crypto';
-import { ChainVerifier, eventHash, RecordHasher } from '@sealtrail/chain';
+import { ChainVerifier, eventHash, RecordHasher, recordHashPrefix } from '@sealtrail/chain';
 import { describe, expect, it } from 'vitest';
-import { decodeRecordValue, type Head, KIND_ERASED, KIND_FULL, recordKey } from './layout.js';
+import { decodeRecordValue, type Head, recordKey } from './layout.js';
+import { RowChecker } from './rowcheck.js';
 import { Sealer } from './seal.js';
 import { type TailFault, TailVerifier } from './tail.js';
+import { chains, damage, mulberry32, type Row } from './testkit/chains.js';
 
 const AGENT_ID = randomUUID();
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-type Row = [Buffer, Buffer];
 
 /** The journal's verification as it was before the fast path: one object and one ChainVerifier step per record. */
 function reference(rows: Row[], chainIds: Map<number, string>, start: Head | null): TailFault | null {
@@ -61,78 +50,12 @@ function reference(rows: Row[], chainIds: Map<number, string>, start: Head | nul
   return null;
 }
 
-/** Rows of 1-3 chains, sealed with the reference hasher; some payloads erased. */
-function chains(rand: () => number): { rows: Row[]; ids: Map<number, string> } {
-  const ids = new Map<number, string>();
-  const rows: Row[] = [];
-  const n = 1 + Math.floor(rand() * 3);
-  for (let no = 0; no < n; no++) {
-    const id = randomUUID();
-    ids.set(no, id);
-    const hasher = new RecordHasher({ agentId: AGENT_ID, chainId: id });
-    let prev = Buffer.alloc(32);
-    const len = 1 + Math.floor(rand() * 12);
-    for (let seq = 0n; seq < BigInt(len); seq++) {
-      const ev = Buffer.from(
-        JSON.stringify({ no, seq: String(seq), pad: 'x'.repeat(Math.floor(rand() * 40)) }),
-      );
-      const erased = rand() < 0.15;
-      const h = erased ? hasher.hash(seq, prev, eventHash(ev)) : hasher.seal(seq, prev, ev);
-      const value = Buffer.concat([
-        Buffer.from([erased ? KIND_ERASED : KIND_FULL]),
-        h,
-        erased ? eventHash(ev) : ev,
-      ]);
-      rows.push([recordKey(no, seq), value]);
-      prev = h;
-    }
-  }
-  return { rows, ids };
-}
-
-/** One random kind of damage, or none. */
-function damage(rows: Row[], rand: () => number): Row[] {
-  const out = rows.map(([k, v]) => [Buffer.from(k), Buffer.from(v)] as Row);
-  const i = Math.floor(rand() * out.length);
-  const j = Math.floor(rand() * out.length);
-  const kind = Math.floor(rand() * 9);
-  const [k, v] = out[i]!;
-  switch (kind) {
-    case 0: // a flipped byte anywhere in the value
-      v[Math.floor(rand() * v.length)]! ^= 1 << Math.floor(rand() * 8);
-      break;
-    case 1: // a removed record
-      out.splice(i, 1);
-      break;
-    case 2: // two records swapped (values only: keys stay in order)
-      [out[i]![1], out[j]![1]] = [out[j]![1], out[i]![1]];
-      break;
-    case 3: // a cut value
-      out[i]![1] = v.subarray(0, Math.floor(rand() * v.length));
-      break;
-    case 4: // the kind byte changed
-      v[0] = Math.floor(rand() * 4);
-      break;
-    case 5: // a record repeated under the next seq's key
-      if (i + 1 < out.length) out[i + 1]![1] = Buffer.from(v);
-      break;
-    case 6: // a key moved to another seq
-      k.writeBigUInt64BE(k.readBigUInt64BE(5) + BigInt(1 + Math.floor(rand() * 3)), 5);
-      break;
-    case 7: // the tail cut
-      out.length = i;
-      break;
-    default: // intact
-  }
-  return out;
-}
-
 describe('TailVerifier against the reference ChainVerifier', () => {
   it('finds the same first fault, at the same place, with the same last good record', () => {
     const rand = mulberry32(20261201);
     let faults = 0;
     for (let round = 0; round < 3000; round++) {
-      const { rows, ids } = chains(rand);
+      const { rows, ids } = chains(AGENT_ID, rand);
       const damaged = damage(rows, rand);
       // Sometimes start after an acked record of chain 0, as open does.
       let start: Head | null = null;
@@ -179,6 +102,53 @@ describe('TailVerifier against the reference ChainVerifier', () => {
       } else faults++;
     }
     expect(faults).toBeGreaterThan(1000);
+  });
+});
+
+describe('RowChecker (the worker thread of verifyTail) against TailVerifier', () => {
+  it('calls good only a prefix of rows that TailVerifier verifies, ending at the same record', () => {
+    const rand = mulberry32(20261202);
+    let stoppedEarly = 0;
+    let checked = 0;
+    for (let round = 0; round < 3000; round++) {
+      const { rows, ids } = chains(AGENT_ID, rand);
+      if (rows.length < 2) continue;
+      const damaged = damage(rows, rand);
+      // As verifyTail's split: a trusted record of chain 0 (the main thread verified it), then the rest.
+      const [k0, v0] = rows[0]!;
+      const start: Head = { chain: 0, seq: k0.readBigUInt64BE(5), hash: Buffer.from(v0.subarray(1, 33)) };
+      const input = damaged.filter(([k]) => Buffer.compare(k, k0) > 0);
+      const checker = new RowChecker({
+        key: k0,
+        hash: start.hash.toString('latin1'),
+        prefix: recordHashPrefix({ agentId: AGENT_ID, chainId: ids.get(0)! }),
+      });
+      let good = 0;
+      for (let at = 0; at < input.length; ) {
+        const chunk = input.slice(at, at + 1 + Math.floor(rand() * 5));
+        const n = checker.check(chunk);
+        good += n;
+        at += chunk.length;
+        if (n < chunk.length) break;
+      }
+      const v = new TailVerifier(AGENT_ID, (no) => ids.get(no), start);
+      let fault: TailFault | null | Error;
+      try {
+        fault = v.push(input.slice(0, good));
+      } catch (err) {
+        fault = err as Error;
+      }
+      expect(fault, `round ${round}`).toBeNull();
+      expect(checker.count, `round ${round}`).toBe(v.count);
+      const r = checker.result;
+      const lastGood = v.lastGood!;
+      expect((BigInt(r.hi) << 32n) | BigInt(r.lo), `round ${round}`).toBe(lastGood.seq);
+      expect(Buffer.from(r.hash, 'latin1').equals(lastGood.hash), `round ${round}`).toBe(true);
+      if (good < input.length) stoppedEarly++;
+      checked += checker.count;
+    }
+    expect(stoppedEarly).toBeGreaterThan(1000);
+    expect(checked).toBeGreaterThan(5000);
   });
 });
 

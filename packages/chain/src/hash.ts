@@ -51,11 +51,20 @@ export interface ChainIdentity {
   readonly chainId: string;
 }
 
+/**
+ * The fixed start of every record_hash preimage of one chain: the domain, agent_id(16) and
+ * chain_id(16). Code that lays out preimages itself (a worker thread that cannot load this
+ * package) is given these bytes.
+ */
+export function recordHashPrefix(identity: ChainIdentity): Buffer {
+  return Buffer.concat([RECORD_DOMAIN, uuidBytes(identity.agentId), uuidBytes(identity.chainId)]);
+}
+
 export class RecordHasher {
   private readonly prefix: Buffer;
 
   constructor(readonly identity: ChainIdentity) {
-    this.prefix = Buffer.concat([RECORD_DOMAIN, uuidBytes(identity.agentId), uuidBytes(identity.chainId)]);
+    this.prefix = recordHashPrefix(identity);
     this.prefix.copy(this.scratch);
   }
 

@@ -18,7 +18,12 @@ export function fixture(dataDir = tempDataDir()) {
   const host = { id: identity.agentId, name: 'test-host', os: 'linux' };
   const paths = journalPaths(dataDir);
   const make = (
-    opts: { limits?: Partial<JournalLimits>; hooks?: Partial<JournalHooks>; verifyOnOpen?: number } = {},
+    opts: {
+      limits?: Partial<JournalLimits>;
+      hooks?: Partial<JournalHooks>;
+      verifyOnOpen?: number;
+      parallelVerifyMin?: number;
+    } = {},
   ) =>
     new Journal({
       dir: paths.journal,
@@ -30,6 +35,7 @@ export function fixture(dataDir = tempDataDir()) {
       },
       limits: opts.limits,
       verifyOnOpen: opts.verifyOnOpen,
+      parallelVerifyMin: opts.parallelVerifyMin,
     });
   let n = 0;
   const event = (extra: Record<string, unknown> = {}) => {
