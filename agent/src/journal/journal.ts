@@ -168,7 +168,18 @@ export interface JournalOptions {
    * below that, starting a worker costs more than it saves.
    */
   parallelVerifyMin?: number;
+  /**
+   * LevelDB's memtable size, in bytes. Default 8 MiB (LevelDB's own is 4 MiB): every batch
+   * also rewrites a source's position key, so every table LevelDB flushes overlaps every
+   * other and each flush is compacted again; half as many flushes is half that compaction
+   * (log_tail into the journal: 11 compactions per 130 MB of events at 4 MiB, 5 at 8 MiB,
+   * ~4 µs less CPU per line). It costs up to that much memory (FIM 100k baseline +4 MB RSS).
+   */
+  writeBufferSize?: number;
 }
+
+/** See `JournalOptions.writeBufferSize`. */
+export const DEFAULT_WRITE_BUFFER_SIZE = 8 * 1024 * 1024;
 
 /** Journal directories open in this process (LevelDB's own lock is per process). */
 const openHere = new Set<string>();
@@ -295,7 +306,10 @@ export class Journal extends EventEmitter<{
       // multithreading: verifyTail's worker thread shares this LevelDB handle. LevelDB's lock
       // still keeps other processes out; a second journal in this process is kept out here.
       if (openHere.has(location)) throw new Error('open', { cause: new Error('lock held by this process') });
-      await this.db.open({ multithreading: true });
+      await this.db.open({
+        multithreading: true,
+        writeBufferSize: this.opts.writeBufferSize ?? DEFAULT_WRITE_BUFFER_SIZE,
+      });
       openHere.add(location);
       this.location = location;
     } catch (cause) {
