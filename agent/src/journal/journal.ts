@@ -173,7 +173,7 @@ export interface JournalOptions {
    * also rewrites a source's position key, so every table LevelDB flushes overlaps every
    * other and each flush is compacted again; half as many flushes is half that compaction
    * (log_tail into the journal: 11 compactions per 130 MB of events at 4 MiB, 5 at 8 MiB,
-   * ~4 µs less CPU per line). It costs up to that much memory (FIM 100k baseline +4 MB RSS).
+   * 2-3 µs less CPU per line). It costs up to that much memory (FIM 100k baseline +3-5 MB RSS).
    */
   writeBufferSize?: number;
 }
