@@ -169,17 +169,16 @@ export interface JournalOptions {
    */
   parallelVerifyMin?: number;
   /**
-   * LevelDB's memtable size, in bytes. Default 8 MiB (LevelDB's own is 4 MiB): every batch
-   * also rewrites a source's position key, so every table LevelDB flushes overlaps every
-   * other and each flush is compacted again; half as many flushes is half that compaction
-   * (log_tail into the journal: 11 compactions per 130 MB of events at 4 MiB, 5 at 8 MiB,
-   * 2-3 µs less CPU per line). It costs up to that much memory (FIM 100k baseline +3-5 MB RSS).
+   * LevelDB's memtable size, in bytes. Default 4 MiB, LevelDB's own. Every batch also rewrites
+   * a source's position key, so every flushed table overlaps every other and is compacted
+   * again; 8 MiB halves that compaction (log_tail into the journal: ~2 µs less CPU per line,
+   * no more lines/s) but raised the FIM 100k restart's peak RSS past 150 MB (151–152 MB).
    */
   writeBufferSize?: number;
 }
 
 /** See `JournalOptions.writeBufferSize`. */
-export const DEFAULT_WRITE_BUFFER_SIZE = 8 * 1024 * 1024;
+export const DEFAULT_WRITE_BUFFER_SIZE = 4 * 1024 * 1024;
 
 /** Journal directories open in this process (LevelDB's own lock is per process). */
 const openHere = new Set<string>();
