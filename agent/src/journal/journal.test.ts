@@ -17,6 +17,7 @@ import {
   type Position,
   recordKey,
 } from './journal.js';
+import { mulberry32 } from './testkit/chains.js';
 import { verifyJournal } from './verify.js';
 
 const AGENT_ID = '0190a0b1-7c2d-7e3f-8a4b-5c6d7e8f9a0b';
@@ -69,18 +70,6 @@ async function readAll(j: Journal): Promise<JournalRecord[]> {
 }
 
 const text = (r: JournalRecord) => r.eventBytes!.toString();
-
-/** Deterministic PRNG (mulberry32), so a failing model run can be replayed from its seed. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 let dir: string;
 const open: Journal[] = [];

@@ -39,25 +39,23 @@ export class Sealer {
 
   /** A record holding the event's bytes: [key, value]. */
   full(eventBytes: Uint8Array): [Buffer, Buffer] {
-    const key = this.key();
-    const hash = this.hasher.hashLatin1(key, 5, this.prev, eventHashLatin1(eventBytes));
-    const value = Buffer.allocUnsafe(VALUE_HEADER + eventBytes.length);
-    value[0] = KIND_FULL;
-    value.write(hash, 1, 'latin1');
-    value.set(eventBytes, VALUE_HEADER);
-    this.advance(hash, key);
-    return [key, value];
+    return this.row(KIND_FULL, eventHashLatin1(eventBytes), eventBytes);
   }
 
   /** A record whose payload was dropped: it commits to the event hash alone. */
   erased(evHash: Uint8Array): [Buffer, Buffer] {
-    const key = this.key();
     const ev = Buffer.from(evHash.buffer, evHash.byteOffset, evHash.byteLength).toString('latin1');
-    const hash = this.hasher.hashLatin1(key, 5, this.prev, ev);
-    const value = Buffer.allocUnsafe(VALUE_HEADER + evHash.length);
-    value[0] = KIND_ERASED;
+    return this.row(KIND_ERASED, ev, evHash);
+  }
+
+  /** Seals the next record over `evHash` (latin1) and lays out `kind record_hash payload`. */
+  private row(kind: number, evHash: string, payload: Uint8Array): [Buffer, Buffer] {
+    const key = this.key();
+    const hash = this.hasher.hashLatin1(key, 5, this.prev, evHash);
+    const value = Buffer.allocUnsafe(VALUE_HEADER + payload.length);
+    value[0] = kind;
     value.write(hash, 1, 'latin1');
-    value.set(evHash, VALUE_HEADER);
+    value.set(payload, VALUE_HEADER);
     this.advance(hash, key);
     return [key, value];
   }

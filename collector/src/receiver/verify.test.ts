@@ -1,19 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { ChainVerifier, eventHash, RecordHasher, ZERO_HASH } from '@sealtrail/chain';
 import { describe, expect, it } from 'vitest';
+import { mulberry32 as rng } from '../testkit/random.js';
 import { RecordChecker, type WireRecord } from './verify.js';
-
-/** A small seeded PRNG (mulberry32): failures reproduce from the seed. */
-function rng(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const EMPTY = new Uint8Array();
 

@@ -17,6 +17,7 @@ import {
 } from '@sealtrail/event';
 import { describe, expect, it } from 'vitest';
 import type { StoredRecord } from '../../spool/spool.js';
+import { mulberry32 } from '../../testkit/random.js';
 import { encodeNativeLine } from '../file/encode.js';
 import { cefHeader, cefValue, escapeParamValue } from '../syslog/encode.js';
 import { Batcher } from './batcher.js';
@@ -25,16 +26,9 @@ import { filterSchema } from './config.js';
 import { compileFilter, eventIdOf, toExportRecord } from './record.js';
 import { nativeJson, sealtrailMeta, sealtrailMetaJson, toNative } from './schemas.js';
 
-/** mulberry32: a seeded PRNG, so a failure can be replayed. */
+/** Seeded draws (mulberry32), so a failure can be replayed. */
 function prng(seed: number) {
-  let a = seed >>> 0;
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const next = mulberry32(seed);
   const int = (n: number) => Math.floor(next() * n);
   const pick = <T>(xs: readonly T[]): T => xs[int(xs.length)]!;
   const maybe = <T>(f: () => T): T | undefined => (next() < 0.5 ? f() : undefined);
