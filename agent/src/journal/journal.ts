@@ -5,13 +5,16 @@
  *   'r' u32(chain_no) u64(seq)  → 0x01 record_hash(32) event_bytes     a record
  *                               → 0x02 record_hash(32) event_hash(32)  a record whose payload was
  *                                                                      dropped (on_full: drop_oldest)
- *   'r' u32(chain_no) u64(seq) 0x00 → JSON head and counters           a head mark, written with each
- *                                                                      batch right after its last
+ *   'r' u32(chain_no) u64(seq) 0x00 → JSON head, counters and every    a head mark, written with each
+ *                                     source's read position          batch right after its last
  *                                                                      record; the newest is the last
  *                                                                      key of the 'r' range (the head)
  *   'q' u32(chain_no) u64(seq)  → the record as it was found            quarantined (kept, never shipped)
  *   'c' u32(chain_no)           → JSON ChainMeta                        every chain: id, start, end
- *   'p' <source>                → JSON                                  a source's read position
+ *   'p' <source>                → JSON                                  a source's read position, in journals
+ *                                                                      written before positions rode in
+ *                                                                      head marks, or while there is no
+ *                                                                      head (dropped at the next mark)
  *   's' <ns> 0x00 <key>         → JSON                                  state kept by sources (FIM baseline entries
  *                                                                      `fim/<source>`, inventory snapshots
  *                                                                      `inv/<source>/<table>`)
@@ -27,9 +30,12 @@
  *   - records, the head, and the positions/state given with them are written in one
  *     `sync: true` batch, and an append resolves only after it: a source's position
  *     is never ahead of its events, nor behind them;
- *   - the head is never a fixed key rewritten by every batch: with one, every LevelDB
- *     table would overlap every other and compaction would rewrite them all again and
- *     again; head marks keep the tables of a growing backlog disjoint;
+ *   - nothing is a fixed key rewritten by every batch, neither the head nor a source's
+ *     position: with one, every LevelDB table would overlap every other and compaction
+ *     would rewrite them all again and again; head marks keep the tables of a growing
+ *     backlog disjoint. Each mark carries the latest position of every source (not only
+ *     those its batch moved), so the newest mark alone holds them all, and acks may
+ *     delete every older mark; a position-only append rewrites the head's own mark;
  *   - a record is deleted only after the collector acknowledged it (`ack`), with the
  *     head marks before it;
  *   - a record leaves through `read` only once it was verified, chained from the
@@ -169,10 +175,10 @@ export interface JournalOptions {
    */
   parallelVerifyMin?: number;
   /**
-   * LevelDB's memtable size, in bytes. Default 4 MiB, LevelDB's own. Every batch also rewrites
-   * a source's position key, so every flushed table overlaps every other and is compacted
-   * again; 8 MiB halves that compaction (log_tail into the journal: ~2 µs less CPU per line,
-   * no more lines/s) but raised the FIM 100k restart's peak RSS past 150 MB (151–152 MB).
+   * LevelDB's memtable size, in bytes. Default 4 MiB, LevelDB's own. 8 MiB halved the
+   * compactions when every batch still rewrote a position key (log_tail into the journal:
+   * ~2 µs less CPU per line, no more lines/s) but raised the FIM 100k restart's peak RSS past
+   * 150 MB (151–152 MB); with positions in head marks there is nothing left for it to halve.
    */
   writeBufferSize?: number;
 }
@@ -214,11 +220,23 @@ function successorKey(key: Buffer): Buffer | null {
   return recordKey(key.readUInt32BE(1), key.readBigUInt64BE(5) + 1n);
 }
 
-/** The 'm' head value: the newest record and the cumulative counters. */
-function headMeta(h: Head, counts: Counters): Buffer {
+/**
+ * A head mark's value: the newest record, the cumulative counters and `positions`, the JSON
+ * object of every source's latest position (see `positionsJson`). A mark without `positions`
+ * was written before positions moved into marks: those are then the 'p' keys.
+ */
+function headMeta(h: Head, counts: Counters, positions: string): Buffer {
   return Buffer.from(
-    JSON.stringify({ chain: h.chain, seq: h.seq.toString(), hash: h.hash.toString('hex'), ...counts }),
+    `{"chain":${h.chain},"seq":"${h.seq}","hash":"${h.hash.toString('hex')}",` +
+      `"bytes":${counts.bytes},"records":${counts.records},"positions":${positions}}`,
   );
+}
+
+/** The `positions` object of a head mark, from each source's position as JSON text. */
+function positionsJson(positions: Map<string, string>): string {
+  let out = '';
+  for (const [source, json] of positions) out += `${out ? ',' : ''}${JSON.stringify(source)}:${json}`;
+  return `{${out}}`;
 }
 
 const positionKey = (source: string) => Buffer.from(`p${source}`, 'utf8');
@@ -276,6 +294,12 @@ export class Journal extends EventEmitter<{
   private lazy: LazyCheck | null = null;
   /** An 'mhead' key from before head marks is still there (deleted with the next head mark). */
   private legacyHead = false;
+  /** Every source's latest durable position, as JSON text (what the newest head mark carries). */
+  private positions = new Map<string, string>();
+  /** `positionsJson(this.positions)`, kept so that a batch that moves no position does not rebuild it. */
+  private positionsText = '{}';
+  /** Sources whose 'p' key is still on disk (an older journal, or no head yet): deleted with the next mark. */
+  private legacyPositions = new Set<string>();
   /** Key of the head at open: a record with a larger key was sealed by this process. */
   private openedHead: Buffer | null = null;
   /** Counted for metrics. */
@@ -335,11 +359,21 @@ export class Journal extends EventEmitter<{
     const legacy = await this.db.get(META_HEAD);
     this.legacyHead = legacy !== undefined;
     const head = lastRow && isHeadMark(lastRow[0]) ? lastRow[1] : legacy;
+    // Positions: the 'p' keys of an older journal (or of appends made while there was no head),
+    // then those of the newest mark, which is newer than any 'p' key still there.
+    for await (const [k, v] of this.db.iterator({ gte: Buffer.from('p'), lt: Buffer.from('q') })) {
+      const source = k.subarray(1).toString('utf8');
+      this.positions.set(source, v.toString('utf8'));
+      this.legacyPositions.add(source);
+    }
     if (head) {
       const h = JSON.parse(head.toString());
       this.headPos = { chain: h.chain, seq: BigInt(h.seq), hash: Buffer.from(h.hash, 'hex') };
       this.appended = { bytes: h.bytes, records: h.records };
+      for (const [source, p] of Object.entries(h.positions ?? {}))
+        this.positions.set(source, JSON.stringify(p));
     }
+    this.positionsText = positionsJson(this.positions);
     const acked = await this.db.get(META_ACKED);
     if (acked) {
       const a = JSON.parse(acked.toString());
@@ -509,10 +543,21 @@ export class Journal extends EventEmitter<{
     }
   }
 
-  /** Writes `head` with the counters as a head mark (and drops a pre-head-mark 'mhead'). */
-  private putHead(batch: Batch, head: Head, counts: Counters): void {
-    batch.put(headMarkKey(head.chain, head.seq), headMeta(head, counts));
+  /**
+   * Writes `head` with the counters and every position (`positions`: their JSON object) as a
+   * head mark, and drops what older layouts kept elsewhere (a pre-head-mark 'mhead', 'p' keys).
+   * The caller clears `legacyHead` and `legacyPositions` once the batch is written.
+   */
+  private putHead(batch: Batch, head: Head, counts: Counters, positions = this.positionsText): void {
+    batch.put(headMarkKey(head.chain, head.seq), headMeta(head, counts, positions));
     if (this.legacyHead) batch.del(META_HEAD);
+    for (const source of this.legacyPositions) batch.del(positionKey(source));
+  }
+
+  /** After a batch with a head mark was written: nothing is left under the old layouts' keys. */
+  private markWritten(): void {
+    this.legacyHead = false;
+    this.legacyPositions.clear();
   }
 
   private exclusive<T>(fn: () => Promise<T>): Promise<T> {
@@ -535,6 +580,8 @@ export class Journal extends EventEmitter<{
     const ranges: { first: bigint; last: bigint }[] = [];
     let bytes = 0;
     let records = 0;
+    // The positions as they stand after this batch; applied to `this.positions` once it is durable.
+    let positions: Map<string, string> | null = null;
     for (const p of group) {
       const first = sealer.nextSeq;
       for (const ev of p.req.events) {
@@ -544,7 +591,9 @@ export class Journal extends EventEmitter<{
       }
       records += p.req.events.length;
       for (const [source, pos] of Object.entries(p.req.positions ?? {})) {
-        batch.put(positionKey(source), Buffer.from(JSON.stringify(pos)));
+        if (pos === undefined) continue; // no JSON for it: nothing to store
+        positions ??= new Map(this.positions);
+        positions.set(source, JSON.stringify(pos));
       }
       for (const w of p.req.state ?? []) {
         if (w.value === null) batch.del(stateKey(w.ns, w.key));
@@ -558,15 +607,22 @@ export class Journal extends EventEmitter<{
     }
     const head = sealer.head;
     const appended = { bytes: this.appended.bytes + bytes, records: this.appended.records + records };
-    // The head goes in a head mark right after the batch's records, not under one fixed key:
-    // a key rewritten by every batch would make every LevelDB table overlap every other, and
-    // compaction then rewrites them all again and again (3x the write CPU in a backlog).
-    if (head && records > 0) this.putHead(batch, head, appended);
+    const positionsText = positions ? positionsJson(positions) : this.positionsText;
+    // The head and the positions go in a head mark right after the batch's records, not under
+    // fixed keys: a key rewritten by every batch would make every LevelDB table overlap every
+    // other, and compaction then rewrites them all again and again (3x the write CPU in a
+    // backlog). A batch of positions alone rewrites the head's mark: the newest key, so the
+    // overlap is one key with the newest table.
+    const mark = head !== null && (records > 0 || positions !== null);
+    if (mark) this.putHead(batch, head, appended, positionsText);
+    else if (positions) {
+      // No head to mark (a journal without a chain yet): the old layout's key per source.
+      for (const [source, json] of positions) batch.put(positionKey(source), Buffer.from(json));
+    }
     try {
       this.opts.hooks.beforeWrite?.();
       await batch.write({ sync: true });
       this.fsyncs++;
-      if (head && records > 0) this.legacyHead = false;
     } catch (cause) {
       // Nothing of this group was written; the journal stays usable, so producers can retry.
       await batch.close().catch(() => undefined);
@@ -578,6 +634,12 @@ export class Journal extends EventEmitter<{
       );
       for (const p of group) p.reject(err);
       return;
+    }
+    if (mark) this.markWritten();
+    else if (positions) for (const source of positions.keys()) this.legacyPositions.add(source);
+    if (positions) {
+      this.positions = positions;
+      this.positionsText = positionsText;
     }
     if (head) this.headPos = head;
     this.appended = appended;
@@ -784,7 +846,7 @@ export class Journal extends EventEmitter<{
       throw err;
     }
     this.fsyncs++;
-    this.legacyHead = false;
+    this.markWritten();
     this.chains.set(ended.no, ended);
     this.chains.set(meta.no, meta);
     this.setCurrent(meta);
@@ -945,9 +1007,10 @@ export class Journal extends EventEmitter<{
     return freed;
   }
 
+  /** The source's latest durable position (kept in memory: the newest mark holds them all). */
   async position<T>(source: string): Promise<T | undefined> {
-    const v = await this.db.get(positionKey(source));
-    return v ? (JSON.parse(v.toString()) as T) : undefined;
+    const json = this.positions.get(source);
+    return json === undefined ? undefined : (JSON.parse(json) as T);
   }
 
   async getState<T>(ns: string, key: string): Promise<T | undefined> {
@@ -1005,9 +1068,17 @@ export class Journal extends EventEmitter<{
     const h = this.headPos;
     const batch = this.db.batch();
     if (h) this.putHead(batch, h, this.appended);
-    else if (this.legacyHead) batch.del(META_HEAD);
+    else {
+      if (this.legacyHead) batch.del(META_HEAD);
+      // No record left to carry a mark: the positions survive under the old layout's keys.
+      for (const [source, json] of this.positions) batch.put(positionKey(source), Buffer.from(json));
+    }
     await batch.write({ sync: true });
-    this.legacyHead = false;
+    if (h) this.markWritten();
+    else {
+      this.legacyHead = false;
+      for (const source of this.positions.keys()) this.legacyPositions.add(source);
+    }
   }
 
   /** The resolved directory while this journal holds it open. */
