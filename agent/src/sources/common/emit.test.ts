@@ -1,7 +1,7 @@
 import { CATEGORIES, canonicalBytes, decodeEvent, eventSchema, OUTCOMES, SEVERITIES } from '@sealtrail/event';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { builtValid, type EventDraft, EventEncoder } from './emit.js';
+import { builtValid, type EventDraft, EventEncoder, isoUtc } from './emit.js';
 import { compileRedaction, type RedactRule, redactRuleSchema } from './redact.js';
 import { type Kit, makeKit } from './testkit.js';
 
@@ -143,5 +143,20 @@ describe('EventEncoder', () => {
     expect(Object.keys(e)).toEqual([...Object.keys(e)].sort());
     expect(Object.keys(e.actor!)).toEqual(['ip', 'user']);
     expect(canonicalBytes(e).toString()).toBe(JSON.stringify(e));
+  });
+});
+
+describe('isoUtc', () => {
+  it('writes what toISOString writes', () => {
+    const edges = [
+      0, 1, 999, 951_782_400_000, 4_107_542_399_999, 253_402_300_799_999, 253_402_300_800_000, -1,
+    ];
+    for (const ms of edges) expect(isoUtc(ms), String(ms)).toBe(new Date(ms).toISOString());
+    fc.assert(
+      fc.property(fc.integer({ min: -62_198_755_200_000, max: 253_402_300_799_999 }), (ms) => {
+        expect(isoUtc(ms)).toBe(new Date(ms).toISOString());
+      }),
+      { numRuns: 20_000 },
+    );
   });
 });

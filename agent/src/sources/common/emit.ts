@@ -54,8 +54,42 @@ function toIso(t: EventDraft['time'], fallback: string): string {
   if (ms === lastTime) return lastTimeIso;
   if (!Number.isFinite(ms)) return fallback;
   lastTime = ms;
-  lastTimeIso = new Date(ms).toISOString();
+  lastTimeIso = isoUtc(ms);
   return lastTimeIso;
+}
+
+const pad2 = (n: number) => (n < 10 ? `0${n}` : `${n}`);
+
+/**
+ * `new Date(ms).toISOString()`, for years 1970–9999 (else that call): a tail whose lines
+ * change second from line to line misses toIso's cache on every line, and the native call
+ * (with its Date) costs about 0.45 µs, this about a fifth of it. Civil date from days
+ * since the epoch after Howard Hinnant's `civil_from_days`; emit.test.ts checks it
+ * against toISOString on random and edge instants.
+ */
+export function isoUtc(ms: number): string {
+  if (!(ms >= 0 && ms < 253402300800000) || !Number.isInteger(ms)) return new Date(ms).toISOString();
+  const days = Math.floor(ms / 86_400_000);
+  let rest = ms - days * 86_400_000;
+  const z = days + 719_468;
+  const era = Math.floor(z / 146_097);
+  const doe = z - era * 146_097;
+  const yoe = Math.floor(
+    (doe - Math.floor(doe / 1460) + Math.floor(doe / 36_524) - Math.floor(doe / 146_096)) / 365,
+  );
+  const doy = doe - (365 * yoe + Math.floor(yoe / 4) - Math.floor(yoe / 100));
+  const mp = Math.floor((5 * doy + 2) / 153);
+  const day = doy - Math.floor((153 * mp + 2) / 5) + 1;
+  const month = mp < 10 ? mp + 3 : mp - 9;
+  const year = yoe + era * 400 + (month <= 2 ? 1 : 0);
+  const h = Math.floor(rest / 3_600_000);
+  rest -= h * 3_600_000;
+  const mi = Math.floor(rest / 60_000);
+  rest -= mi * 60_000;
+  const sec = Math.floor(rest / 1000);
+  const milli = rest - sec * 1000;
+  const msText = milli < 10 ? `00${milli}` : milli < 100 ? `0${milli}` : `${milli}`;
+  return `${year}-${pad2(month)}-${pad2(day)}T${pad2(h)}:${pad2(mi)}:${pad2(sec)}.${msText}Z`;
 }
 
 /** The keys the schema allows in `actor` and `resource`, in JCS order (so no re-ordering before sealing). */
