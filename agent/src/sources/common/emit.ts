@@ -235,6 +235,8 @@ export class EventEncoder {
   private readonly sourceChecked: AuditEvent['source'] | null;
   /** Events replaced by a stand-in so far. */
   private replaced = 0;
+  /** Events encoded (not replaced) by `encodeInto` and not yet added to the events metric. */
+  private uncounted = 0;
 
   constructor(
     private readonly settings: SourceSettings,
@@ -312,13 +314,29 @@ export class EventEncoder {
 
   /** `encode` for a batch: one metric update for all of it. */
   encodeAll(drafts: readonly EventDraft[], now: Date = new Date()): Buffer[] {
-    const out: Buffer[] = new Array(drafts.length);
+    const out: Buffer[] = [];
+    this.encodeInto(out, drafts, now);
+    this.flushCount();
+    return out;
+  }
+
+  /**
+   * `encodeAll` onto `out`, with the metric update left to `flushCount`: a source can encode
+   * each line's drafts as it parses them (so they die young instead of surviving scavenges
+   * while a whole chunk is parsed) and still update the metric once per batch.
+   */
+  encodeInto(out: Buffer[], drafts: readonly EventDraft[], now: Date): void {
     const replaced = this.replaced;
     for (let i = 0; i < drafts.length; i++)
-      out[i] = this.sealOne(this.build(drafts[i]!, now), !this.external);
-    const sealed = drafts.length - (this.replaced - replaced);
-    if (sealed > 0) this.events.inc({ source: this.source.name, kind: this.source.kind }, sealed);
-    return out;
+      out.push(this.sealOne(this.build(drafts[i]!, now), !this.external));
+    this.uncounted += drafts.length - (this.replaced - replaced);
+  }
+
+  /** Adds what `encodeInto` encoded since the last call to the events metric. */
+  flushCount(): void {
+    if (this.uncounted > 0)
+      this.events.inc({ source: this.source.name, kind: this.source.kind }, this.uncounted);
+    this.uncounted = 0;
   }
 
   /** Redacts, validates (against the full schema) and encodes an event that is already complete. */

@@ -418,12 +418,14 @@ export class LogTail implements Source {
   private inflight: Promise<unknown>[] = [];
 
   /**
-   * Seals events with the positions as they stand now. Resolves once at most one earlier
-   * batch is still being written (appends are applied in order, so a later position never
-   * lands before the events it covers); `flushCommits()` waits for all of them.
+   * Seals `events` (already encoded), then `drafts`, with the positions as they stand now.
+   * Resolves once at most one earlier batch is still being written (appends are applied in
+   * order, so a later position never lands before the events it covers); `flushCommits()`
+   * waits for all of them.
    */
-  private async commit(drafts: EventDraft[], now: Date): Promise<void> {
-    const events = this.encoder.encodeAll(drafts, now);
+  private async commit(drafts: EventDraft[], now: Date, events: Buffer[] = []): Promise<void> {
+    this.encoder.encodeInto(events, drafts, now);
+    this.encoder.flushCount();
     const p = this.settings.journal.append({ events, positions: { [this.config.name]: this.positions() } });
     this.inflight.push(p);
     p.then(
@@ -478,9 +480,8 @@ export class LogTail implements Source {
       t.setHead(Buffer.concat([t.head.subarray(0, start), chunk.subarray(0, fpBytes - start)]));
     }
     const undo = { pos: t.pos, pending: t.pending, skipping: t.skipping };
-    const drafts = this.split(t, chunk, now);
     try {
-      await this.commit(drafts, now);
+      await this.commit([], now, this.split(t, chunk, now));
     } catch (err) {
       // Not durable: read the same bytes again next time (the journal refuses appends after a failed write).
       Object.assign(t, undo);
@@ -555,9 +556,13 @@ export class LogTail implements Source {
     await t.fh.close().catch(() => {});
   }
 
-  /** Splits a chunk into lines (LF, CRLF), holding back a partial last line; parses complete ones. */
-  private split(t: Tailed, chunk: Buffer, now: Date): EventDraft[] {
-    const out: EventDraft[] = [];
+  /**
+   * Splits a chunk into lines (LF, CRLF), holding back a partial last line; parses complete
+   * ones and encodes their events line by line (a chunk's drafts all alive at once made each
+   * scavenge copy them: several times the GC time of the source).
+   */
+  private split(t: Tailed, chunk: Buffer, now: Date): Buffer[] {
+    const out: Buffer[] = [];
     const max = this.config.max_line_bytes;
     let data = chunk;
     let base = t.pos; // file offset of data[0]
@@ -576,8 +581,10 @@ export class LogTail implements Source {
         if (t.skipping) break;
         if (rest > max) {
           // An over-long line with no end yet: keep its start, skip the rest until its newline.
-          out.push(
-            ...this.emitLine(t, data.subarray(start, start + max), base + start, now, { truncated: true }),
+          this.encoder.encodeInto(
+            out,
+            this.emitLine(t, data.subarray(start, start + max), base + start, now, { truncated: true }),
+            now,
           );
           t.skipping = true;
           count++;
@@ -593,13 +600,13 @@ export class LogTail implements Source {
       if (end > start && data[end - 1] === 13) end--;
       const len = end - start;
       if (len > max) {
-        out.push(
-          ...this.emitLine(t, data.subarray(start, start + max), base + start, now, {
-            truncated: true,
-            original_bytes: len,
-          }),
-        );
-      } else if (len > 0) out.push(...this.emitLine(t, data.subarray(start, end), base + start, now));
+        const drafts = this.emitLine(t, data.subarray(start, start + max), base + start, now, {
+          truncated: true,
+          original_bytes: len,
+        });
+        this.encoder.encodeInto(out, drafts, now);
+      } else if (len > 0)
+        this.encoder.encodeInto(out, this.emitLine(t, data.subarray(start, end), base + start, now), now);
       count++;
       start = nl + 1;
     }
