@@ -1,7 +1,7 @@
 import { randomFillSync } from 'node:crypto';
 import { formatIssue, type IssueLike, SealtrailError } from '@sealtrail/errors';
 import { v7 as uuidv7 } from 'uuid';
-import { canonicalJson } from './canonical.js';
+import { canonicalJson, canonicalJsonOrderedBut } from './canonical.js';
 import { type AuditEvent, eventSchema, type IngestEvent, ingestEventSchema } from './schema.js';
 
 /** Default cap on one event's canonical bytes (64 KiB, design brief). */
@@ -30,9 +30,21 @@ export function validateIngestEvent(input: unknown): ValidationResult<IngestEven
 
 /** RFC 8785 (JCS) bytes: what is hashed, stored, sent and verified. */
 export function canonicalBytes(value: unknown): Buffer {
+  return bytesOf(() => canonicalJson(value));
+}
+
+/**
+ * `canonicalBytes` of an object whose members are in JCS order and plain JSON, all but
+ * `value[key]` (see canonicalJsonOrderedBut): for the agent's own built events.
+ */
+export function canonicalBytesOrderedBut(value: Record<string, unknown>, key: string): Buffer {
+  return bytesOf(() => canonicalJsonOrderedBut(value, key));
+}
+
+function bytesOf(json: () => string | undefined): Buffer {
   let s: string | undefined;
   try {
-    s = canonicalJson(value);
+    s = json();
   } catch (cause) {
     // NaN, Infinity, a lone surrogate, a BigInt or a cycle: not I-JSON, so no canonical form.
     const detail = cause instanceof Error ? cause.message : String(cause);

@@ -146,6 +146,44 @@ describe('EventEncoder', () => {
   });
 });
 
+describe('EventEncoder canonical bytes', () => {
+  const canonicalOfItself = (b: Buffer) => canonicalBytes(JSON.parse(b.toString('utf8'))).toString('utf8');
+
+  it('writes the canonical bytes of what it built, with and without redaction', () => {
+    fc.assert(
+      fc.property(draft, fc.array(rule, { maxLength: 1 }), (d, rules) => {
+        const enc = new EventEncoder(kit.settings, 'log_tail', 'jcs', rules);
+        const [b] = enc.encodeAll([d], new Date());
+        expect(b!.toString('utf8')).toBe(canonicalOfItself(b!));
+      }),
+      { numRuns: 3_000 },
+    );
+  });
+
+  it('orders attributes the walk has to leave to the library, and stands in for what JCS refuses', () => {
+    const enc = new EventEncoder(kit.settings, 'log_tail', 'jcs');
+    const base = { category: 'system', type: 'log.line', action: 'log' } as const;
+    const odd = [
+      { z: 1, a: { y: [{ b: 1, a: 2 }], x: null } },
+      { '10': 'ten', '2': 'two', b: 1 },
+      JSON.parse('{"__proto__":{"b":1,"a":2},"a":1}'),
+      { a: 1e21, b: -0, c: 5e-324 },
+    ];
+    for (const attributes of odd) {
+      const [b] = enc.encodeAll([{ ...base, attributes }]);
+      expect(b!.toString('utf8')).toBe(canonicalOfItself(b!));
+      expect(JSON.parse(b!.toString('utf8')).attributes).toEqual(JSON.parse(JSON.stringify(attributes)));
+    }
+    for (const d of [
+      { ...base, attributes: { lone: '\ud800' } },
+      { ...base, message: 'x\udc00' },
+    ]) {
+      const [b] = enc.encodeAll([d]);
+      expect(decodeEvent(b!).type).toBe('agent.event.invalid');
+    }
+  });
+});
+
 describe('isoUtc', () => {
   it('writes what toISOString writes', () => {
     const edges = [

@@ -12,6 +12,7 @@ import {
   CATEGORIES,
   type Category,
   canonicalBytes,
+  canonicalBytesOrderedBut,
   eventSchema,
   hostSchema,
   MAX_FIELD_CHARS,
@@ -232,6 +233,8 @@ export class EventEncoder {
   readonly source: AuditEvent['source'];
   /** `settings.host` and `source` once they passed the schema (the same objects in every event). */
   private hostChecked: AuditEvent['host'] | null = null;
+  /** `hostChecked`'s members are in JCS order (its JSON text is its canonical text). */
+  private hostOrdered = false;
   private readonly sourceChecked: AuditEvent['source'] | null;
   /** Events replaced by a stand-in so far. */
   private replaced = 0;
@@ -351,19 +354,25 @@ export class EventEncoder {
   private sealOne(event: AuditEvent, built: boolean): Buffer {
     const e = this.redact(event);
     const host = this.settings.host;
-    if (built && host !== this.hostChecked && hostSchema.safeParse(host).success) this.hostChecked = host;
-    const v =
-      built && builtValid(e, this.hostChecked, this.sourceChecked)
-        ? { success: true as const }
-        : eventSchema.safeParse(e);
+    if (built && host !== this.hostChecked && hostSchema.safeParse(host).success) {
+      this.hostChecked = host;
+      this.hostOrdered = canonicalBytes(host).toString() === JSON.stringify(host);
+    }
+    const trusted = built && builtValid(e, this.hostChecked, this.sourceChecked);
+    const v = trusted ? { success: true as const } : eventSchema.safeParse(e);
     if (!v.success) {
       return this.replacement(event, 'invalid_event', 'agent.event.invalid', {
         errors: v.error.issues.slice(0, 5).map((i) => `${i.path.join('.')}: ${i.message}`),
       });
     }
+    // Built, left as it was by redaction (no rule copies it) and accepted by builtValid: every
+    // member is in JCS order and plain JSON but the attributes (build, fields, builtValid).
+    const ordered = trusted && e === event && this.hostOrdered;
     let bytes: Buffer;
     try {
-      bytes = canonicalBytes(e);
+      bytes = ordered
+        ? canonicalBytesOrderedBut(e as unknown as Record<string, unknown>, 'attributes')
+        : canonicalBytes(e);
     } catch (err) {
       // JCS refuses lone surrogates (a JSON log line can carry "\ud800"): never a crash, a visible stand-in.
       return this.replacement(event, 'invalid_event', 'agent.event.invalid', {
