@@ -279,6 +279,12 @@ interface CommitRequest {
 export class Spool extends EventEmitter<{ committed: [bigint] }> {
   private readonly db: ClassicLevel<Buffer, Buffer>;
   private nextOffset = 0n;
+  /**
+   * No stored event-id key sorts after this one (it is the greatest the spool held at open,
+   * or that a group wrote since; a pruned or failed one only leaves it higher than needed).
+   * UUIDv7 ids grow with time, so most new ids sort after it and need no lookup at all.
+   */
+  private topIdKey: Buffer = Buffer.alloc(0);
   private queue: CommitRequest[] = [];
   private writing = false;
   /** Set while `flush` waits for a write in flight: a new commit starts its id lookup at once. */
@@ -321,6 +327,10 @@ export class Spool extends EventEmitter<{ committed: [bigint] }> {
       .keys({ gte: Buffer.from('s'), lt: Buffer.from('t'), reverse: true, limit: 1 })
       .all();
     this.nextOffset = last ? last.readBigUInt64BE(1) + 1n : 0n;
+    const [top] = await this.db
+      .keys({ gte: Buffer.from('~i'), lt: Buffer.from('~j'), reverse: true, limit: 1 })
+      .all();
+    this.topIdKey = top ?? Buffer.alloc(0);
   }
 
   /** Keys `open` moved from the older layout (0 when the spool was in this one already). */
@@ -490,7 +500,15 @@ export class Spool extends EventEmitter<{ committed: [bigint] }> {
     const keys: Buffer[] = [];
     try {
       for (const g of group) for (const r of g.records) if (!r.erased) keys.push(eventIdKey(r.eventId));
-      return { ok: true, keys, known: keys.length > 0 ? await this.db.getMany(keys) : [] };
+      // Only ids that may be stored are looked up: none sorts after the greatest stored one.
+      const known: (Buffer | undefined)[] = new Array(keys.length).fill(undefined);
+      const ask: number[] = [];
+      for (let i = 0; i < keys.length; i++) if (keys[i]!.compare(this.topIdKey) <= 0) ask.push(i);
+      if (ask.length > 0) {
+        const found = await this.db.getMany(ask.map((i) => keys[i]!));
+        for (let j = 0; j < ask.length; j++) known[ask[j]!] = found[j];
+      }
+      return { ok: true, keys, known };
     } catch (err) {
       return { ok: false, err };
     }
@@ -571,6 +589,7 @@ export class Spool extends EventEmitter<{ committed: [bigint] }> {
             writeU64(v, offset, 0);
             nowBytes.copy(v, 8);
             batch.put(idKey, v);
+            if (idKey.compare(this.topIdKey) > 0) this.topIdKey = idKey;
           }
         }
         if (!run || run.chainId !== r.chainId || r.seq !== run.next) {
