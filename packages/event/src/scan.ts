@@ -70,17 +70,29 @@ const HEX_DIGIT = new Uint8Array(256);
 for (const c of '0123456789abcdefABCDEF') HEX_DIGIT[c.charCodeAt(0)] = 1;
 const isDigit = (c: number | undefined) => c !== undefined && c >= 0x30 && c <= 0x39;
 
-// The scan's state: the bytes (as a Buffer, for latin1 slices), whether the string just
-// scanned held an escape, and the fields the caller gets.
-const EMPTY = Buffer.alloc(0);
-let buf: Buffer = EMPTY;
+/**
+ * Text of ASCII bytes straight from a Uint8Array: `Buffer#toString('latin1')` calls this
+ * method; wrapping each event's Uint8Array (as protobuf hands it over) in a Buffer to reach
+ * it cost more than the rest of the scan's allocations together.
+ */
+const latin1Slice = (
+  Buffer.prototype as unknown as { latin1Slice(this: Uint8Array, start: number, end: number): string }
+).latin1Slice;
+
+// The scan's state: the bytes, whether the string just scanned held an escape, and the
+// fields the caller gets.
+const EMPTY = new Uint8Array(0);
+let buf: Uint8Array = EMPTY;
 let escaped = false;
 let id = '';
 let type = '';
 /** What `plain` read. */
 let plainText = '';
+/** The last time and type that matched their patterns: `time` and `observed_time` are often one, and types repeat. */
+let knownTime = '';
+let knownType = '';
 /** The last host id that matched: one agent's events all carry the same one. */
-let knownHostId = Buffer.alloc(0);
+let knownHostId: Uint8Array = EMPTY;
 
 /** Where the JSON string at `i` ends (after its closing quote), or -1. */
 function str(i: number): number {
@@ -115,7 +127,7 @@ function str(i: number): number {
 function plain(i: number): number {
   const end = str(i);
   if (end < 0 || escaped) return -1;
-  plainText = buf.toString('latin1', i + 1, end - 1);
+  plainText = latin1Slice.call(buf, i + 1, end - 1);
   return end;
 }
 
@@ -126,20 +138,21 @@ function text(i: number, max: number, min = 0): number {
   return end < 0 || n > max || n < min ? -1 : end;
 }
 
+/** Whether the bytes from `start` to `end` are `word`. */
+function equals(start: number, end: number, word: Uint8Array): boolean {
+  if (end - start !== word.length) return false;
+  for (let j = 0; j < word.length; j++) if (buf[start + j] !== word[j]) return false;
+  return true;
+}
+
 /** Index in `keys` of the bytes from `start` to `end`, or -1. */
-function indexOf(start: number, end: number, keys: Buffer[]): number {
-  const n = end - start;
-  outer: for (let k = 0; k < keys.length; k++) {
-    const key = keys[k]!;
-    if (key.length !== n) continue;
-    for (let j = 0; j < n; j++) if (buf[start + j] !== key[j]) continue outer;
-    return k;
-  }
+function indexOf(start: number, end: number, keys: Uint8Array[]): number {
+  for (let k = 0; k < keys.length; k++) if (equals(start, end, keys[k]!)) return k;
   return -1;
 }
 
 /** A string without escapes that is one of `values`. */
-function oneOf(i: number, values: Buffer[]): number {
+function oneOf(i: number, values: Uint8Array[]): number {
   const end = str(i);
   return end < 0 || escaped || indexOf(i + 1, end - 1, values) < 0 ? -1 : end;
 }
@@ -167,9 +180,8 @@ const TRUE = Buffer.from('true');
 const FALSE = Buffer.from('false');
 const NULL = Buffer.from('null');
 
-function literal(i: number, word: Buffer): number {
-  for (let j = 0; j < word.length; j++) if (buf[i + j] !== word[j]) return -1;
-  return i + word.length;
+function literal(i: number, word: Uint8Array): number {
+  return equals(i, i + word.length, word) ? i + word.length : -1;
 }
 
 /** Any JSON value (what `attributes` may hold). */
@@ -203,7 +215,7 @@ function value(i: number, depth: number): number {
  */
 function object(
   i: number,
-  keys: Buffer[],
+  keys: Uint8Array[],
   required: number,
   field: (k: number, i: number) => number,
 ): number {
@@ -228,10 +240,9 @@ function object(
 function hostId(i: number): number {
   const end = str(i);
   if (end < 0 || escaped) return -1;
-  const raw = buf.subarray(i + 1, end - 1);
-  if (raw.equals(knownHostId)) return end;
-  if (!UUID.test(raw.toString('latin1'))) return -1;
-  knownHostId = Buffer.from(raw);
+  if (equals(i + 1, end - 1, knownHostId)) return end;
+  if (!UUID.test(latin1Slice.call(buf, i + 1, end - 1))) return -1;
+  knownHostId = buf.slice(i + 1, end - 1);
   return end;
 }
 
@@ -251,14 +262,18 @@ function topField(k: number, i: number): number {
     case 1:
     case 2: {
       const end = plain(i);
-      return end >= 0 && UTC_TIME.test(plainText) ? end : -1;
+      if (end < 0 || (plainText !== knownTime && !UTC_TIME.test(plainText))) return -1;
+      knownTime = plainText;
+      return end;
     }
     case 3:
       return oneOf(i, CATEGORY_VALUES);
     case 4: {
       const end = plain(i);
-      if (end < 0 || plainText.length > MAX_TYPE_CHARS || !EVENT_TYPE.test(plainText)) return -1;
-      type = plainText;
+      if (end < 0) return -1;
+      if (plainText !== knownType && (plainText.length > MAX_TYPE_CHARS || !EVENT_TYPE.test(plainText)))
+        return -1;
+      type = knownType = plainText;
       return end;
     }
     case 5:
@@ -287,7 +302,7 @@ function topField(k: number, i: number): number {
  * (then decode it in full). Never an answer for bytes `decodeEvent` refuses.
  */
 export function scanEvent(bytes: Uint8Array): EventHead | null {
-  buf = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  buf = bytes;
   try {
     const end = object(0, TOP_KEYS, REQUIRED, topField);
     return end === bytes.length ? { id, type } : null;
