@@ -306,6 +306,12 @@ export class Spool extends EventEmitter<{ committed: [bigint] }> {
       valueEncoding: 'buffer',
       // A larger memtable means fewer level-0 flushes under sustained appends (LevelDB's 4 MiB default).
       writeBufferSize: 32 * 1024 * 1024,
+      // 16 KiB blocks (LevelDB's default: 4 KiB) compress the JSON records better: in
+      // bench/spool.mjs (600,000 records) compactions wrote 83 instead of 108 MiB, for 6.3–6.6
+      // instead of 6.6–7.3 µs of CPU a record. Exporters read ranges, which larger blocks suit;
+      // a point read (a re-sent event id, a hash range) decompresses 16 KiB instead of 4.
+      // 64 KiB saved little more (77 MiB) for four times that.
+      blockSize: 16 * 1024,
     });
   }
 
