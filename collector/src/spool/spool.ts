@@ -26,10 +26,12 @@
  * with every older table inside that span. With those keys below 's' (as 'a', 'h', 'i' and
  * 'm' were until this layout) every flush spanned all stored records, and LevelDB rewrote
  * them again and again; sorted after every record, a flush spans only the newest records and
- * the small per-commit keys (event ids, about 40 bytes a record), so older records are never
- * merged again. Event ids cannot be kept disjoint as well (they are looked up by id), which
- * is also why per-commit state is not kept as marks among the records. A spool in the older
- * layout is moved to this one on open (`migrateLayout`).
+ * the small per-commit keys (event ids, about 40 bytes a record), so older records are no
+ * longer merged with each flush. The event ids are a second ascending stream, looked up by id,
+ * so tables cannot be fully disjoint in one LevelDB (each record is still rewritten about once
+ * per level on its way down); that is also why per-commit state is not kept as marks among the
+ * records, which would gain nothing more. A spool in the older layout is moved to this one on
+ * open (`migrateLayout`); an older collector must not open it after that.
  *
  * Invariants: a commit writes the records, their hash range, the agent's new head and
  * the dedupe keys in one `sync: true` batch, and the receiver acks only after it
