@@ -27,6 +27,7 @@ import { chainStartEvent, Journal, journalPaths, loadOrCreateIdentity } from '@s
 import { challengeMessage, RecordHasher, ZERO_HASH } from '@sealtrail/chain';
 import { canonicalBytes, newEventId } from '@sealtrail/event';
 import { createClient, EnrollRequestSchema, Ingest, message, StreamRequestSchema } from '@sealtrail/proto';
+import { benchEvent } from './lib/workload.mjs';
 
 const ONE_AGENT_EVENTS = Number(process.env.BENCH_TRANSPORT_EVENTS ?? 200_000);
 const AGENTS = Number(process.env.BENCH_TRANSPORT_AGENTS ?? 200);
@@ -121,25 +122,6 @@ function meter(pid) {
       benchCpu: (100 * (b.user + b.system)) / 1e6 / wall,
       ...procMemMiB(pid),
     };
-  };
-}
-
-// ---- events of about 400 canonical bytes (host id and event id are UUIDs) ---------------------------------------------------------
-function benchEvent(host, n) {
-  const now = new Date().toISOString();
-  return {
-    id: newEventId(),
-    time: now,
-    observed_time: now,
-    category: 'application',
-    type: 'app.bench.event',
-    severity: 'info',
-    outcome: 'success',
-    action: 'write',
-    actor: { user: `u${n % 97}` },
-    host,
-    source: { kind: 'http_ingest', name: 'bench' },
-    message: `bench ${String(n).padStart(9, '0')}`,
   };
 }
 

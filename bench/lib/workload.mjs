@@ -2,6 +2,8 @@
 // serializes to `targetBytes` canonical (RFC 8785) bytes, like the rsyslog peer's 400-byte lines.
 // Events are deterministic in their index; "bench event <10-digit index>" at the start of the message names each one.
 
+import { newEventId } from '@sealtrail/event';
+
 export const BENCH_TYPE = 'app.bench.event';
 
 const FILLER =
@@ -99,4 +101,23 @@ export function requestBody(factory, from, to) {
   const events = [];
   for (let i = from; i < to; i++) events.push(factory.make(i));
   return Buffer.from(JSON.stringify(events));
+}
+
+/** An event of about 400 canonical bytes (host id and event id are UUIDs), as the transport and spool benches send. */
+export function benchEvent(host, n) {
+  const now = new Date().toISOString();
+  return {
+    id: newEventId(),
+    time: now,
+    observed_time: now,
+    category: 'application',
+    type: 'app.bench.event',
+    severity: 'info',
+    outcome: 'success',
+    action: 'write',
+    actor: { user: `u${n % 97}` },
+    host,
+    source: { kind: 'http_ingest', name: 'bench' },
+    message: `bench ${String(n).padStart(9, '0')}`,
+  };
 }

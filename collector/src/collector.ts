@@ -59,6 +59,11 @@ export class Collector {
     this.spool = new Spool(join(cfg.collector.data_dir, 'spool'), cfg.collector.dedupe_window);
     await this.spool.open();
     const spool = this.spool;
+    if (spool.migrated > 0)
+      this.log.info(
+        { keys: spool.migrated },
+        'spool moved to the layout with per-commit keys after the records',
+      );
     new Gauge({
       name: 'sealtrail_spool_head_offset',
       help: 'Offset of the newest record in the spool',

@@ -14,7 +14,7 @@ import { createPublicKey, type KeyObject, randomBytes, verify } from 'node:crypt
 import type * as grpc from '@grpc/grpc-js';
 import { status } from '@grpc/grpc-js';
 import { challengeMessage, checkpointMessage, uuidBytes } from '@sealtrail/chain';
-import { type AuditEvent, decodeEventFast } from '@sealtrail/event';
+import { type AuditEvent, decodeEventFast, type EventHead, scanEvent } from '@sealtrail/event';
 import {
   type MessageInitShape,
   message,
@@ -30,6 +30,8 @@ import type { ReceiverMetrics } from './metrics.js';
 import { RecordChecker } from './verify.js';
 
 const HELLO_TIMEOUT_MS = 10_000;
+/** Records that speak about the chain itself: their attributes are read, so they are decoded in full. */
+const CHAIN_EVENT_TYPES = new Set(['agent.chain.start', 'agent.checkpoint']);
 /**
  * What one agent's stream may hold read and not yet finished (a batch: until its ack): a few
  * full batches (one verifying, one or two being fsynced), or more small ones, so an agent that
@@ -346,7 +348,7 @@ export class Session {
 
   /** What a record's event says about the chain itself: a bad start, a bad checkpoint signature. */
   private checkEvent(
-    event: AuditEvent,
+    event: EventHead & Partial<AuditEvent>,
     seq: bigint,
     chainId: string,
   ): { fault: string; detail: string } | null {
@@ -439,10 +441,13 @@ export class Session {
         } else violation = { fault: step.fault, seq: step.seq, detail: step.detail };
         break;
       }
-      let event: AuditEvent | null = null;
+      let event: (EventHead & Partial<AuditEvent>) | null = null;
       if (!erased) {
         try {
-          event = decodeEventFast(r.eventBytes);
+          // Most events are only checked, and give their id: a scan of the bytes, no parse. What
+          // it is not sure of, and the chain's own events, are decoded in full.
+          const head = scanEvent(r.eventBytes);
+          event = head && !CHAIN_EVENT_TYPES.has(head.type) ? head : decodeEventFast(r.eventBytes);
         } catch (err) {
           violation = { fault: 'invalid_event', seq: r.seq, detail: (err as Error).message };
           break;

@@ -6,6 +6,7 @@ import { uuidBytes } from '@sealtrail/chain';
 import { newEventId } from '@sealtrail/event';
 import { ClassicLevel } from 'classic-level';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { mulberry32 } from '../testkit/random.js';
 import { type AgentState, eventIdKey, type IncomingRecord, Spool } from './spool.js';
 
 let dir: string;
@@ -223,13 +224,59 @@ describe('spool: event-id dedupe across group commits', () => {
     expect(stored.map((r) => r.offset)).toEqual(stored.map((_, i) => BigInt(i)));
     expect(spool.headOffset).toBe(999n);
   });
+  it('agrees with a model of stored ids for ids in any order (new, re-sent, random v4), across reopens', async () => {
+    // Ids that sort after every stored one are not looked up: this checks that skipping
+    // them never misses a duplicate, whatever order ids come in.
+    const rand = mulberry32(4);
+    const stored = new Set<string>();
+    const all: string[] = [];
+    for (let step = 0; step < 40; step++) {
+      const commits = [];
+      const expected: number[] = [];
+      const inGroup = new Set<string>();
+      for (let c = 1 + Math.floor(rand() * 3); c > 0; c--) {
+        const ids: string[] = [];
+        for (let n = 1 + Math.floor(rand() * 20); n > 0; n--) {
+          const r = rand();
+          ids.push(
+            r < 0.5 || all.length === 0
+              ? newEventId()
+              : r < 0.7
+                ? randomUUID()
+                : all[Math.floor(rand() * all.length)]!,
+          );
+        }
+        let dups = 0;
+        for (const id of ids) {
+          if (stored.has(id) || inGroup.has(id)) dups++;
+          else inGroup.add(id);
+          all.push(id);
+        }
+        expected.push(dups);
+        let i = 0;
+        commits.push(
+          spool.commit(
+            agentState(),
+            records(randomUUID(), 0n, BigInt(ids.length - 1), 0, () => ids[i++]!),
+          ),
+        );
+      }
+      expect((await Promise.all(commits)).map((r) => r.duplicateIds)).toEqual(expected);
+      for (const id of inGroup) stored.add(id);
+      if (rand() < 0.2) {
+        await spool.close();
+        spool = new Spool(join(dir, 'spool'));
+        await spool.open();
+      }
+    }
+  });
 });
 
 describe('spool: event-id keys', () => {
   it('parses ids as uuidBytes does, takes either case as the same id, and refuses what is not a UUID', async () => {
     for (let i = 0; i < 1000; i++) {
       const id = i % 2 ? newEventId() : randomUUID();
-      expect(eventIdKey(id)).toEqual(Buffer.concat([Buffer.from('i'), uuidBytes(id)]));
+      expect(eventIdKey(id)).toEqual(Buffer.concat([Buffer.from('~i'), uuidBytes(id)]));
       expect(eventIdKey(id.toUpperCase())).toEqual(eventIdKey(id));
     }
     // One character of a UUID replaced: what the reference accepts, and nothing else, is parsed the same.
@@ -240,7 +287,7 @@ describe('spool: event-id keys', () => {
       const id = chars.join('');
       let want: Buffer | 'throws';
       try {
-        want = Buffer.concat([Buffer.from('i'), uuidBytes(id)]);
+        want = Buffer.concat([Buffer.from('~i'), uuidBytes(id)]);
       } catch {
         want = 'throws';
       }
@@ -276,5 +323,133 @@ describe('spool: event-id keys', () => {
     ).rejects.toThrow(/not a UUID/);
     expect((await spool.commit(a, records(randomUUID(), 0n, 1n))).duplicateIds).toBe(0);
     expect(await storedRecords()).toHaveLength(2);
+  });
+});
+
+describe('spool: the layout before per-commit keys moved above the records', () => {
+  /** Every key in the spool, by its first byte (the '~' ones by their first two). */
+  async function prefixes(): Promise<Map<string, number>> {
+    await spool.close();
+    const db = new ClassicLevel<Buffer, Buffer>(join(dir, 'spool'), {
+      keyEncoding: 'buffer',
+      valueEncoding: 'buffer',
+    });
+    const out = new Map<string, number>();
+    for await (const k of db.keys()) {
+      const p = k.subarray(0, k[0] === 0x7e ? 2 : 1).toString('latin1');
+      out.set(p === 'm' ? k.toString('latin1') : p, (out.get(p) ?? 0) + 1);
+    }
+    await db.close();
+    spool = new Spool(join(dir, 'spool'));
+    await spool.open();
+    return out;
+  }
+
+  /**
+   * Rewrites the spool into the older layout, as that version wrote it: '~a', '~h', '~i' keys
+   * back under 'a', 'h', 'i', and the next offset in 'mnext_offset'. `keep` leaves some keys
+   * where they are (a migration a crash interrupted).
+   */
+  async function toLegacy(keep: (k: Buffer) => boolean = () => false): Promise<void> {
+    const head = spool.headOffset;
+    await spool.close();
+    const db = new ClassicLevel<Buffer, Buffer>(join(dir, 'spool'), {
+      keyEncoding: 'buffer',
+      valueEncoding: 'buffer',
+    });
+    await db.open();
+    const batch = db.batch();
+    for await (const [k, v] of db.iterator({ gte: Buffer.from('~'), lt: Buffer.from('\x7f') })) {
+      if (keep(k)) continue;
+      batch.del(k);
+      batch.put(k.subarray(1), v);
+    }
+    const next = Buffer.alloc(8);
+    next.writeBigUInt64BE(head + 1n);
+    batch.put(Buffer.from('mnext_offset'), next);
+    await batch.write();
+    await db.close();
+    spool = new Spool(join(dir, 'spool'));
+    await spool.open();
+  }
+
+  async function fill() {
+    const a = agentState();
+    const chain = randomUUID();
+    const ids = Array.from({ length: 30 }, () => newEventId());
+    let i = 0;
+    await spool.commit(
+      { ...a, chain_id: chain, seq: '9', records: 10 },
+      records(chain, 0n, 9n, 0, () => ids[i++]!),
+    );
+    const b = agentState();
+    await spool.commit(
+      { ...a, chain_id: chain, seq: '29', records: 30 },
+      records(chain, 10n, 29n, 0, () => ids[i++]!),
+    );
+    await spool.commit({ ...b, seq: '0' }, records(randomUUID(), 0n, 0n));
+    return { a, b, chain, ids };
+  }
+
+  async function expectMigrated(f: Awaited<ReturnType<typeof fill>>) {
+    const { a, b, chain, ids } = f;
+    expect(spool.headOffset).toBe(30n);
+    expect((await spool.getAgent(a.agent_id))?.seq).toBe('29');
+    expect((await spool.getAgent(b.agent_id))?.seq).toBe('0');
+    const listed = [];
+    for await (const s of spool.agents()) listed.push(s.agent_id);
+    expect(listed.sort()).toEqual([a.agent_id, b.agent_id].sort());
+    for (let seq = 0n; seq <= 29n; seq++)
+      expect(await spool.recordHashAt(a.agent_id, chain, seq)).toEqual(hashOf(chain, seq, 0));
+    // Stored ids are still known: the same ids again are duplicates, new ones are not.
+    let i = 0;
+    const again = await spool.commit(
+      agentState(),
+      records(randomUUID(), 0n, 29n, 0, () => ids[i++]!),
+    );
+    expect(again.duplicateIds).toBe(30);
+    expect((await spool.commit(agentState(), records(randomUUID(), 0n, 4n))).duplicateIds).toBe(0);
+    // New records go on after the old head.
+    expect((await storedRecords()).map((r) => r.offset)).toEqual(
+      Array.from({ length: 66 }, (_, n) => BigInt(n)),
+    );
+    const keys = await prefixes();
+    for (const old of ['a', 'h', 'i', 'mnext_offset']) expect(keys.has(old), old).toBe(false);
+    expect(keys.get('~i')).toBe(31 + 5); // the duplicates add none
+    expect(keys.get('~a')).toBe(4);
+    expect(spool.migrated).toBe(0);
+  }
+
+  it('moves a spool in the older layout to this one on open, and it keeps working', async () => {
+    const f = await fill();
+    await toLegacy();
+    // 2 agents, 2 + 1 ranges, 31 ids and the next offset.
+    expect(spool.migrated).toBe(2 + 3 + 31 + 1);
+    await expectMigrated(f);
+  });
+
+  it('finishes a migration a crash interrupted', async () => {
+    const f = await fill();
+    // Half the ids and one agent were moved already when the collector died.
+    let n = 0;
+    await toLegacy(
+      (k) =>
+        (k[1] === 0x69 && n++ % 2 === 0) ||
+        k.equals(Buffer.concat([Buffer.from('~a'), uuidBytes(f.a.agent_id)])),
+    );
+    expect(spool.migrated).toBeGreaterThan(0);
+    await expectMigrated(f);
+  });
+
+  it('moves more keys than one migration batch holds', async () => {
+    const a = agentState();
+    const chain = randomUUID();
+    for (let seq = 0n; seq < 25_000n; seq += 5_000n) await spool.commit(a, records(chain, seq, seq + 4_999n));
+    await toLegacy();
+    expect(spool.migrated).toBe(25_000 + 1 + 5 + 1);
+    expect(spool.headOffset).toBe(24_999n);
+    const keys = await prefixes();
+    expect(keys.get('~i')).toBe(25_000);
+    expect(keys.has('i')).toBe(false);
   });
 });

@@ -7,6 +7,7 @@ import {
   isEventFast,
   MAX_FIELD_CHARS,
   MAX_MESSAGE_CHARS,
+  scanEvent,
   validateEvent,
 } from './index.js';
 
@@ -219,5 +220,90 @@ describe('decodeEventFast', () => {
     for (const bytes of inputs) {
       expect(decoded(bytes, decodeEventFast)).toEqual(decoded(bytes, decodeEvent));
     }
+  });
+});
+
+describe('scanEvent, against decodeEvent as the reference', () => {
+  /** The scan's answer is either "not sure" or exactly the reference's id and type. */
+  function agrees(bytes: Uint8Array): 'scanned' | 'left' {
+    const head = scanEvent(bytes);
+    if (!head) return 'left';
+    const ref = decoded(bytes, decodeEvent);
+    if (!ref.ok) throw new Error(`scan accepted what decodeEvent refuses: ${Buffer.from(bytes).toString()}`);
+    const e = ref.value as { id: string; type: string };
+    expect(head, Buffer.from(bytes).toString()).toEqual({ id: e.id, type: e.type });
+    return 'scanned';
+  }
+  const bytesOf = (e: unknown) => {
+    try {
+      return canonicalBytes(e);
+    } catch {
+      return Buffer.from(JSON.stringify(e));
+    }
+  };
+  const isAscii = (b: Uint8Array) => b.every((c) => c < 0x80);
+
+  it('scans every valid ASCII event shape (so the scan is the path taken)', () => {
+    for (const e of valid) {
+      const bytes = canonicalBytes(e);
+      if (isAscii(bytes)) expect(agrees(bytes), bytes.toString().slice(0, 200)).toBe('scanned');
+    }
+    // Escapes in free text, subarrays of a larger buffer (as protobuf hands them over).
+    const escapes = Buffer.from(
+      JSON.stringify({ ...base(), message: 'a "quoted"\\ \n\t\u0001 \ud800 line' }),
+    );
+    expect(agrees(escapes)).toBe('scanned');
+    const framed = Buffer.concat([Buffer.from('xx'), escapes, Buffer.from('yy')]);
+    expect(agrees(new Uint8Array(framed.buffer, framed.byteOffset + 2, escapes.length))).toBe('scanned');
+  });
+
+  it('never answers for what decodeEvent refuses: 20,000 mutated events', () => {
+    const seen = { scanned: 0, left: 0, refused: 0 };
+    for (let i = 0; i < 20_000; i++) {
+      const bytes = bytesOf(mutate(pick(valid)));
+      const r = agrees(bytes);
+      seen[r]++;
+      if (!decoded(bytes, decodeEvent).ok) seen.refused++;
+    }
+    expect(seen.scanned).toBeGreaterThan(1_000);
+    expect(seen.refused).toBeGreaterThan(1_000);
+  });
+
+  it('never answers for what decodeEvent refuses: 50,000 byte-level mutations of canonical events', () => {
+    // Bytes that matter to JSON's grammar and to the schema, and some that do not.
+    const alphabet = Buffer.from('{}[]:,"\\/ 0123456789-+.eEuabfnrtlsx\t\n\u007f');
+    let scanned = 0;
+    for (let i = 0; i < 50_000; i++) {
+      const base = Buffer.from(canonicalBytes(pick(valid)));
+      let b: Buffer = base;
+      for (let n = 1 + rand(3); n > 0; n--) {
+        const at = rand(b.length + 1);
+        const c = rand(8) === 0 ? rand(256) : alphabet[rand(alphabet.length)]!;
+        const what = rand(4);
+        if (what === 0) b = Buffer.concat([b.subarray(0, at), b.subarray(at + 1)]);
+        else if (what === 1) b = Buffer.concat([b.subarray(0, at), Buffer.from([c]), b.subarray(at)]);
+        else if (what === 2) b = b.subarray(0, at);
+        else if (at < b.length) b = Buffer.from(b).fill(c, at, at + 1);
+      }
+      if (agrees(b) === 'scanned') scanned++;
+    }
+    // Many mutations (inside free text) leave a valid event.
+    expect(scanned).toBeGreaterThan(1_000);
+  });
+
+  it('leaves to the full decode what it does not take: whitespace, non-ASCII, deep nesting, repeated keys', () => {
+    const e = base();
+    const cases = [
+      JSON.stringify(e, null, 1),
+      JSON.stringify({ ...e, message: 'ü' }),
+      `\ufeff${JSON.stringify(e)}`,
+      JSON.stringify({ ...e, attributes: { a: JSON.parse('['.repeat(70) + ']'.repeat(70)) } }),
+      JSON.stringify(e).replace('{', '{"action":"x",'),
+      JSON.stringify(e).replace('"action"', '"\\u0061ction"'),
+      JSON.stringify({ ...e, message: 'x'.repeat(MAX_MESSAGE_CHARS + 1) }),
+    ];
+    for (const c of cases) expect(scanEvent(Buffer.from(c)), c.slice(0, 80)).toBeNull();
+    // And refuses nothing by itself: each of these is for decodeEvent to judge.
+    expect(decodeEvent(Buffer.from(cases[0]!)).id).toBe(e.id);
   });
 });

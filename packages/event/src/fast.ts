@@ -6,34 +6,16 @@
  * refusal, and its message, is zod's. `fast.test.ts` fuzzes both against each other.
  */
 import { decodeEvent } from './event.js';
+import { EVENT_TYPE, MAX_TYPE_CHARS, UTC_TIME, UUID } from './patterns.js';
 import {
   type AuditEvent,
   CATEGORIES,
-  eventSchema,
-  hostSchema,
   MAX_FIELD_CHARS,
   MAX_MESSAGE_CHARS,
   OUTCOMES,
   SEVERITIES,
   SOURCE_KINDS,
 } from './schema.js';
-
-/** The pattern zod itself checks for a string format (so the two cannot drift apart). */
-function patternOf(schema: unknown, format?: string): RegExp {
-  const def = (schema as { _zod: { def: { pattern?: RegExp; checks?: { _zod: { def: unknown } }[] } } })._zod
-    .def;
-  if (!format && def.pattern) return def.pattern;
-  for (const c of def.checks ?? []) {
-    const d = c._zod.def as { format?: string; pattern?: RegExp };
-    if (d.format === format && d.pattern) return d.pattern;
-  }
-  throw new Error(`event schema: no ${format ?? 'format'} pattern found`);
-}
-
-const UUID = patternOf(hostSchema.shape.id);
-const UTC_TIME = patternOf(eventSchema.shape.time);
-const EVENT_TYPE = patternOf(eventSchema.shape.type, 'regex');
-const MAX_TYPE_CHARS = 128;
 
 const categories = new Set<unknown>(CATEGORIES);
 const severities = new Set<unknown>(SEVERITIES);
