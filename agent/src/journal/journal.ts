@@ -21,6 +21,8 @@
  *   'm' acked                   → JSON                                  the last acknowledged record
  *   'm' head                    → JSON                                  the head, in journals written before
  *                                                                      head marks (dropped at the next write)
+ *   'm' format                  → decimal                               JOURNAL_FORMAT of the agent that last
+ *                                                                      wrote (written once, with the first batch)
  *
  * Invariants:
  *   - within a chain, records are contiguous and record(n) chains to record(n-1)
@@ -206,6 +208,13 @@ const META_HEAD = Buffer.from('mhead');
 /** How the agent's own events read in canonical JSON (keys sorted, so this is exact). */
 const AGENT_SOURCE = Buffer.from('"source":{"kind":"agent"');
 const META_ACKED = Buffer.from('macked');
+const META_FORMAT = Buffer.from('mformat');
+/**
+ * The on-disk layout this agent writes (1: 'mhead' and 'p' keys; 2: head marks; 3: positions in
+ * head marks). A journal with a higher number is refused rather than misread: an older agent
+ * would find no head or positions in it and start over.
+ */
+export const JOURNAL_FORMAT = 3;
 
 function chainKey(no: number): Buffer {
   const k = Buffer.allocUnsafe(5);
@@ -294,6 +303,8 @@ export class Journal extends EventEmitter<{
   private lazy: LazyCheck | null = null;
   /** An 'mhead' key from before head marks is still there (deleted with the next head mark). */
   private legacyHead = false;
+  /** 'mformat' holds JOURNAL_FORMAT already; otherwise the next batch writes it. */
+  private formatWritten = false;
   /** Every source's latest durable position, as JSON text (what the newest head mark carries). */
   private positions = new Map<string, string>();
   /** `positionsJson(this.positions)`, kept so that a batch that moves no position does not rebuild it. */
@@ -345,6 +356,7 @@ export class Journal extends EventEmitter<{
         { cause },
       );
     }
+    await this.checkFormat();
     for await (const [k, v] of this.db.iterator({ gte: Buffer.from('c'), lt: Buffer.from('d') })) {
       const meta = JSON.parse(v.toString()) as ChainMeta;
       this.chains.set(k.readUInt32BE(1), meta);
@@ -381,6 +393,20 @@ export class Journal extends EventEmitter<{
       this.ackedCount = { bytes: a.bytes, records: a.records };
     }
     if (!this.current && startChain) await this.startChain({ previous: null, reason: 'first_start' });
+  }
+
+  /** Refuses a journal written by a newer agent before anything reads (or rewrites) it. */
+  private async checkFormat(): Promise<void> {
+    const stored = await this.db.get(META_FORMAT);
+    const format = stored === undefined ? null : Number(stored.toString());
+    if (format !== null && !(format <= JOURNAL_FORMAT)) {
+      await this.close();
+      throw new SealtrailError(
+        'ST_JOURNAL_FORMAT',
+        `journal ${this.opts.dir} was written by a newer Sealtrail (journal format ${stored!.toString()}; this agent reads formats up to ${JOURNAL_FORMAT}): downgrading is not supported, run the newer version again`,
+      );
+    }
+    this.formatWritten = format === JOURNAL_FORMAT;
   }
 
   private setCurrent(meta: ChainMeta): void {
@@ -614,6 +640,7 @@ export class Journal extends EventEmitter<{
     // backlog). A batch of positions alone rewrites the head's mark: the newest key, so the
     // overlap is one key with the newest table.
     const mark = head !== null && (records > 0 || positions !== null);
+    if (!this.formatWritten) batch.put(META_FORMAT, Buffer.from(String(JOURNAL_FORMAT)));
     if (mark) this.putHead(batch, head, appended, positionsText);
     else if (positions) {
       // No head to mark (a journal without a chain yet): the old layout's key per source.
@@ -635,6 +662,7 @@ export class Journal extends EventEmitter<{
       for (const p of group) p.reject(err);
       return;
     }
+    this.formatWritten = true;
     if (mark) this.markWritten();
     else if (positions) for (const source of positions.keys()) this.legacyPositions.add(source);
     if (positions) {
