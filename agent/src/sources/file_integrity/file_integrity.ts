@@ -122,6 +122,7 @@ export class FileIntegrity implements Source {
   private readonly errors;
   private readonly hashedBytes;
   private scanDone: Promise<void> = Promise.resolve();
+  private pollTimer: NodeJS.Timeout | null = null;
 
   constructor(
     private readonly settings: SourceSettings,
@@ -248,12 +249,42 @@ export class FileIntegrity implements Source {
         await this.countBaseline();
       }
       this.scanning.set({ source: this.config.name }, 0);
+      if (this.config.poll) this.schedulePollSweep();
     })();
     this.background = this.scanDone.catch((err) => {
       if (this.abort.signal.aborted) return;
       this.errors.inc({ source: this.config.name, stage: 'scan' });
       this.settings.log.error({ err }, 'file integrity scan failed');
     });
+  }
+
+  /**
+   * Polling only: chokidar's poller compares size, mtime and inode (chokidar 6), so a chmod or
+   * chown alone never reaches us. Every `poll_interval` after the previous sweep ended, each
+   * baseline entry's mode and owner are compared with a fresh stat, and a path that moved is
+   * checked like any other. The baseline is streamed from LevelDB, as the start-up merge does.
+   */
+  private schedulePollSweep(): void {
+    if (this.abort.signal.aborted) return;
+    this.pollTimer = setTimeout(() => {
+      this.pollTimer = null;
+      this.pollSweep()
+        .catch((err) => {
+          if (this.abort.signal.aborted) return;
+          this.errors.inc({ source: this.config.name, stage: 'poll' });
+          this.settings.log.warn({ err }, 'file integrity attribute poll failed');
+        })
+        .finally(() => this.schedulePollSweep());
+    }, this.config.poll_interval);
+  }
+
+  private async pollSweep(): Promise<void> {
+    for await (const [path, old] of this.settings.journal.stateEntries<BaselineEntry>(this.ns)) {
+      if (this.abort.signal.aborted) return;
+      const cur = await this.current(path).catch(() => null);
+      if (!cur || cur.m !== old.m || cur.u !== old.u || cur.g !== old.g) this.markDirty(path);
+      await this.drained();
+    }
   }
 
   private covered(path: string): boolean {
@@ -709,6 +740,7 @@ export class FileIntegrity implements Source {
   stop(): Promise<void> {
     this.stopped ??= (async () => {
       this.abort.abort();
+      if (this.pollTimer) clearTimeout(this.pollTimer);
       await this.watcher?.close();
       this.dirty.clear();
       for (const w of this.drainWaiters.splice(0)) w.resolve();
