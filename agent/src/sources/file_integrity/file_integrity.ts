@@ -537,7 +537,9 @@ export class FileIntegrity implements Source {
   private async watchDir(path: string): Promise<void> {
     const watcher = this.watcher;
     if (!watcher) return;
-    while (watcher.streams.size > 0 && !this.abort.signal.aborted) await new Promise((r) => setTimeout(r, 1));
+    // Bounded (~1 s): a directory that keeps changing has chokidar list it again and again.
+    for (let i = 0; i < 1000 && watcher.streams.size > 0 && !this.abort.signal.aborted; i++)
+      await new Promise((r) => setTimeout(r, 1));
     watcher.add(path);
     // Let chokidar start the listing before the walk goes on.
     await new Promise((r) => setImmediate(r));
@@ -571,6 +573,7 @@ export class FileIntegrity implements Source {
   }
 
   private run(path: string, how: Detected): void {
+    // Callers start a check only while `active` < CONCURRENCY, so a slot is free.
     const slot = this.running.indexOf(null);
     this.running[slot] = path;
     this.active++;
