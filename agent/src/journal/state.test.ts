@@ -21,6 +21,9 @@ describe('journal state store', () => {
     const entries = [];
     for await (const e of j().stateEntries('fim/a')) entries.push(e);
     expect(entries).toEqual([['/etc/passwd', { h: '1' }]]);
+    const keys = [];
+    for await (const k of j().stateKeys('fim/a')) keys.push(k);
+    expect(keys).toEqual(['/etc/passwd']);
     expect(await j().getState('fim/ab', '/etc/hosts')).toEqual({ h: '3' });
     expect(await j().getState('fim/a', '/etc/group')).toBeUndefined();
     expect(await j().position('a')).toEqual({ baseline: 'complete' });

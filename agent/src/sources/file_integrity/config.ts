@@ -24,7 +24,11 @@ export const fileIntegrityConfigSchema = z
     hash_workers: z.number().int().min(1).max(16).default(1),
     /** Follow symbolic links into their targets (off: a link is recorded as itself). */
     follow_symlinks: z.boolean().default(false),
-    /** Use stat polling instead of inotify (network file systems). */
+    /**
+     * Use stat polling instead of inotify (network file systems). Each `poll_interval` the source
+     * also compares every baseline entry's mode and owner with a stat (the poller sees only size,
+     * mtime and inode), so a chmod or chown alone is reported too.
+     */
     poll: z.boolean().default(false),
     /** Polling period, with `poll: true`. */
     poll_interval: duration().default(2000),

@@ -218,11 +218,23 @@ describe('file_integrity', () => {
       appendFileSync(join(tree, 'sub/made/n.conf'), 'more\n');
       appendFileSync(single, 'two\n');
       await waitUntil('modified', async () => (await ofType('file.modified')).length === 2);
-      // chokidar's poller compares size, mtime and inode only: a chmod alone shows up natively.
-      if (!poll) {
-        chmodSync(join(tree, 'sub/made/n.conf'), 0o600);
-        await waitUntil('chmod', async () => (await ofType('file.permissions_changed')).length === 1);
+      // A chmod or chown alone: native watches name the file; chokidar's poller compares size,
+      // mtime and inode only, so in polling mode the source's own attribute sweep finds it.
+      chmodSync(join(tree, 'sub/made/n.conf'), 0o600);
+      await waitUntil('chmod', async () => (await ofType('file.permissions_changed')).length === 1);
+      expect((await ofType('file.permissions_changed'))[0]!.attributes).toMatchObject({
+        after: { mode: '0600' },
+        changed: ['mode'],
+      });
+      if (isRoot) {
+        chownSync(single, 4321, 4321);
+        await waitUntil('chown', async () => (await ofType('file.owner_changed')).length === 1);
+        expect((await ofType('file.owner_changed'))[0]!.attributes).toMatchObject({
+          after: { uid: 4321, gid: 4321 },
+          changed: ['uid', 'gid'],
+        });
       }
+      expect(await ofType('file.modified')).toHaveLength(2); // neither was taken for a write
       rmSync(join(tree, 'sub/made/n.conf'));
       rmSync(single);
       await waitUntil('deleted', async () => (await ofType('file.deleted')).length === 2);

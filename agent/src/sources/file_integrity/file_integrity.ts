@@ -105,7 +105,12 @@ export class FileIntegrity implements Source {
   private count = 0;
   /** Paths to check, each with what first noticed it (one table: Set/Map churn is promoted garbage). */
   private readonly dirty = new Map<string, Detected>();
-  private readonly running = new Set<string>();
+  /**
+   * The paths being checked, one slot per check (at most CONCURRENCY). Not a Set: V8 allocates
+   * the new table of a long-lived Set or Map straight in old space each time churn rehashes it,
+   * and a scan's 100,000 adds and deletes left ~8 MB of dead tables there before the next major GC.
+   */
+  private readonly running: (string | null)[] = new Array(CONCURRENCY).fill(null);
   private active = 0;
   private idleWaiters: (() => void)[] = [];
   private drainWaiters: { below: number; resolve: () => void }[] = [];
@@ -122,6 +127,7 @@ export class FileIntegrity implements Source {
   private readonly errors;
   private readonly hashedBytes;
   private scanDone: Promise<void> = Promise.resolve();
+  private pollTimer: NodeJS.Timeout | null = null;
 
   constructor(
     private readonly settings: SourceSettings,
@@ -248,12 +254,42 @@ export class FileIntegrity implements Source {
         await this.countBaseline();
       }
       this.scanning.set({ source: this.config.name }, 0);
+      if (this.config.poll) this.schedulePollSweep();
     })();
     this.background = this.scanDone.catch((err) => {
       if (this.abort.signal.aborted) return;
       this.errors.inc({ source: this.config.name, stage: 'scan' });
       this.settings.log.error({ err }, 'file integrity scan failed');
     });
+  }
+
+  /**
+   * Polling only: chokidar's poller compares size, mtime and inode (chokidar 6), so a chmod or
+   * chown alone never reaches us. Every `poll_interval` after the previous sweep ended, each
+   * baseline entry's mode and owner are compared with a fresh stat, and a path that moved is
+   * checked like any other. The baseline is streamed from LevelDB, as the start-up merge does.
+   */
+  private schedulePollSweep(): void {
+    if (this.abort.signal.aborted) return;
+    this.pollTimer = setTimeout(() => {
+      this.pollTimer = null;
+      this.pollSweep()
+        .catch((err) => {
+          if (this.abort.signal.aborted) return;
+          this.errors.inc({ source: this.config.name, stage: 'poll' });
+          this.settings.log.warn({ err }, 'file integrity attribute poll failed');
+        })
+        .finally(() => this.schedulePollSweep());
+    }, this.config.poll_interval);
+  }
+
+  private async pollSweep(): Promise<void> {
+    for await (const [path, old] of this.settings.journal.stateEntries<BaselineEntry>(this.ns)) {
+      if (this.abort.signal.aborted) return;
+      const cur = await this.current(path).catch(() => null);
+      if (!cur || cur.m !== old.m || cur.u !== old.u || cur.g !== old.g) this.markDirty(path);
+      await this.drained();
+    }
   }
 
   private covered(path: string): boolean {
@@ -268,13 +304,14 @@ export class FileIntegrity implements Source {
   }
 
   /**
-   * The baseline as LevelDB holds it now (an iterator reads a snapshot). Taken when no check
-   * is running, so every commit after it moves `count` by its own change and none is counted twice.
+   * The baseline's paths as LevelDB holds them now (an iterator reads a snapshot), keys only:
+   * each check reads its own entry when it runs. Taken when no check is running, so every
+   * commit after it moves `count` by its own change and none is counted twice.
    */
-  private async snapshot(): Promise<AsyncGenerator<[string, BaselineEntry]>> {
+  private async snapshot(): Promise<AsyncGenerator<string>> {
     await this.idle();
     this.count = 0;
-    return this.settings.journal.stateEntries<BaselineEntry>(this.ns);
+    return this.settings.journal.stateKeys(this.ns);
   }
 
   private async countBaseline(): Promise<void> {
@@ -298,18 +335,19 @@ export class FileIntegrity implements Source {
       // Every baseline entry that sorts before `until` was not met by the walk: its check
       // reports the file deleted, or drops the entry silently when no configured path covers it.
       const unmet = async (until: string | null) => {
-        while (!next.done && (until === null || compareUtf8(next.value[0], until) < 0)) {
+        while (!next.done && (until === null || compareUtf8(next.value, until) < 0)) {
           if (signal.aborted) return;
           this.count++;
-          await this.checkScanned(next.value[0]);
+          await this.checkScanned(next.value);
           next = await base.next();
         }
       };
       for (const root of await this.scanRoots()) {
         for await (const path of this.walk(root)) {
           if (signal.aborted) return;
-          await unmet(path);
-          if (!next.done && next.value[0] === path) {
+          // Called only when an entry was passed: one async call per path was promoted garbage.
+          if (!next.done && compareUtf8(next.value, path) < 0) await unmet(path);
+          if (!next.done && next.value === path) {
             this.count++;
             next = await base.next();
           }
@@ -384,7 +422,7 @@ export class FileIntegrity implements Source {
       while (this.goneDirs.size > 0 && !this.abort.signal.aborted) {
         const prefixes = [...this.goneDirs];
         this.goneDirs.clear();
-        for await (const [p] of this.settings.journal.stateEntries<BaselineEntry>(this.ns)) {
+        for await (const p of this.settings.journal.stateKeys(this.ns)) {
           if (this.abort.signal.aborted) break;
           if (prefixes.some((x) => p.startsWith(x))) {
             this.markDirty(p);
@@ -482,14 +520,29 @@ export class FileIntegrity implements Source {
       }
       if (!this.config.recursive) continue;
       const path = join(frame.dir, e.slice(0, -1));
-      if (watchDirs) {
-        this.watcher?.add(path);
-        // Let chokidar set the directory up before the next one.
-        await new Promise((r) => setImmediate(r));
-      }
+      if (watchDirs) await this.watchDir(path);
       const entries = await this.list(path);
       if (entries) stack.push({ dir: path, entries, i: 0 });
     }
+  }
+
+  /**
+   * Adds one directory to the watcher once chokidar has finished listing the previous one.
+   * chokidar lists a directory it watches and lstat's every entry (to ask `ignored` about
+   * files), holding the whole batch of stats until the listing ends; when the walk outran it,
+   * several listings of 1,000 stats each were alive at every scavenge and were promoted: the
+   * ~20 MB step in the restart compare's RSS (V8's old space, seen in `--trace-gc-nvp`
+   * promoted bytes and a sampling heap profile). `streams` is chokidar's set of listings in flight.
+   */
+  private async watchDir(path: string): Promise<void> {
+    const watcher = this.watcher;
+    if (!watcher) return;
+    // Bounded (~1 s): a directory that keeps changing has chokidar list it again and again.
+    for (let i = 0; i < 1000 && watcher.streams.size > 0 && !this.abort.signal.aborted; i++)
+      await new Promise((r) => setTimeout(r, 1));
+    watcher.add(path);
+    // Let chokidar start the listing before the walk goes on.
+    await new Promise((r) => setImmediate(r));
   }
 
   private markDirty(path: string, how: Detected = 'watch'): void {
@@ -504,7 +557,8 @@ export class FileIntegrity implements Source {
    */
   private async checkScanned(path: string): Promise<void> {
     await this.drained(CONCURRENCY - 1);
-    if (this.active < CONCURRENCY && !this.running.has(path) && !this.dirty.has(path)) this.run(path, 'scan');
+    if (this.active < CONCURRENCY && !this.running.includes(path) && !this.dirty.has(path))
+      this.run(path, 'scan');
     else this.markDirty(path, 'scan');
   }
 
@@ -512,14 +566,16 @@ export class FileIntegrity implements Source {
     if (this.active >= CONCURRENCY) return;
     for (const [path, how] of this.dirty) {
       if (this.active >= CONCURRENCY) break;
-      if (this.running.has(path)) continue;
+      if (this.running.includes(path)) continue;
       this.dirty.delete(path);
       this.run(path, how);
     }
   }
 
   private run(path: string, how: Detected): void {
-    this.running.add(path);
+    // Callers start a check only while `active` < CONCURRENCY, so a slot is free.
+    const slot = this.running.indexOf(null);
+    this.running[slot] = path;
     this.active++;
     this.check(path, how)
       .catch((err) => {
@@ -528,7 +584,7 @@ export class FileIntegrity implements Source {
         this.settings.log.warn({ err, path }, 'file integrity check failed');
       })
       .finally(() => {
-        this.running.delete(path);
+        this.running[slot] = null;
         this.active--;
         if (this.drainWaiters.length > 0) {
           const queued = this.dirty.size + this.active;
@@ -695,6 +751,7 @@ export class FileIntegrity implements Source {
   stop(): Promise<void> {
     this.stopped ??= (async () => {
       this.abort.abort();
+      if (this.pollTimer) clearTimeout(this.pollTimer);
       await this.watcher?.close();
       this.dirty.clear();
       for (const w of this.drainWaiters.splice(0)) w.resolve();
