@@ -583,6 +583,31 @@ describe('log_tail', () => {
     expect(got.filter((l) => l === 'three')).toHaveLength(1);
   });
 
+  it('copytruncate while the agent was stopped: the copy is read from where the original stopped', async () => {
+    const f = join(dir, 'app.log');
+    writeFileSync(f, '');
+    // The copy's name sorts before the original's, so it may be found first.
+    await run({ include: [`${f}*`, join(dir, 'a-copy.log')] });
+    await waitUntil('position saved', async () => (await kit.journal.position('app')) !== undefined);
+    const before = Array.from({ length: 20 }, (_, i) => `before ${i} ${'x'.repeat(20)}`);
+    appendFileSync(f, `${before.join('\n')}\n`);
+    await waitUntil('before', async () => (await lines()).length === 20);
+    await tail!.stop();
+    tail = null;
+    appendFileSync(f, 'late\n');
+    writeFileSync(join(dir, 'a-copy.log'), readFileSync(f));
+    truncateSync(f, 0);
+    appendFileSync(f, 'after\n');
+    await kit.reopen();
+    await run({ include: [`${f}*`, join(dir, 'a-copy.log')] });
+    await waitUntil('after', async () => (await lines()).includes('after'));
+    await new Promise((r) => setTimeout(r, 200));
+    const got = await lines();
+    // each once; the two files are read in either order
+    expect(got.slice(0, 20)).toEqual(before);
+    expect(got.slice(20).sort()).toEqual(['after', 'late']);
+  });
+
   it('copytruncate: lines written between copy and truncate are the only loss (measured)', async () => {
     const f = join(dir, 'app.log');
     writeFileSync(f, '');

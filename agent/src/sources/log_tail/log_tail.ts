@@ -157,7 +157,10 @@ function agree(a: Buffer, b: Buffer): boolean {
  * is dropped after that discovery (`expires`, a discovery count).
  */
 interface Past {
-  head: Buffer;
+  /** The head's length and SHA-256; the bytes too, unless it came from a saved position. */
+  len: number;
+  fp: string;
+  head?: Buffer;
   readTo: number;
   expires?: number;
 }
@@ -335,7 +338,12 @@ export class LogTail implements Source {
     }
     const live = new Set(found.map((f) => f.key));
     // Files rotated away while stopped are older than what is at the paths now: drained first.
-    if (first) await this.recoverRotated(live);
+    // Then the files in the saved position, so that one truncated while stopped is remembered
+    // before its copy is classified.
+    if (first) {
+      await this.recoverRotated(live);
+      found.sort((a, b) => Number(b.key in this.restored) - Number(a.key in this.restored));
+    }
     for (const { path, key, size } of found) {
       const known = this.files.get(key);
       if (known) {
@@ -375,7 +383,10 @@ export class LogTail implements Source {
         this.files.set(key, t);
         return;
       }
-      // Same inode, other content: the inode was reused or the file truncated while stopped.
+      // Same inode, other content: the inode was reused or the file truncated while stopped;
+      // a copy of what it held (copytruncate while stopped) is read from where it had been read to.
+      const full = saved.fp_len === this.config.fingerprint_bytes;
+      this.remember({ len: saved.fp_len, fp: saved.fp, readTo: saved.offset }, full);
     }
     const offset = first && this.firstRun && this.config.start_at === 'end' ? size : 0;
     const t = new Tailed(key, path, fh, offset, Buffer.alloc(0), this.config.parser);
@@ -408,8 +419,10 @@ export class LogTail implements Source {
     }
     let best: Past | undefined;
     for (const p of this.pasts.values()) {
-      if (h.length < p.head.length && p.head.subarray(0, h.length).equals(h)) return 'hold';
-      if (h.length >= p.head.length && agree(h, p.head) && p.head.length > (best?.head.length ?? 0)) best = p;
+      if (p.head && h.length < p.len && p.head.subarray(0, h.length).equals(h)) return 'hold';
+      if (h.length < p.len || p.len <= (best?.len ?? 0)) continue;
+      const start = h.subarray(0, p.len);
+      if (p.head ? start.equals(p.head) : sha256(start) === p.fp) best = p;
     }
     return best ? best.readTo : 'new';
   }
@@ -445,11 +458,10 @@ export class LogTail implements Source {
    * `head`'s content up to `readTo` was sealed: a copy of it is read from there. Call
    * `recheckHeld` once the file's own state is updated.
    */
-  private remember(head: Buffer, readTo: number, lasting: boolean): void {
-    if (head.length === 0) return;
-    const fp = sha256(head);
-    this.pasts.delete(fp);
-    this.pasts.set(fp, { head, readTo, expires: lasting ? undefined : this.discoveries + 1 });
+  private remember(past: Omit<Past, 'expires'>, lasting: boolean): void {
+    if (past.len === 0) return;
+    this.pasts.delete(past.fp);
+    this.pasts.set(past.fp, { ...past, expires: lasting ? undefined : this.discoveries + 1 });
     if (this.pasts.size > 1024) this.pasts.delete(this.pasts.keys().next().value as string);
   }
 
@@ -589,7 +601,10 @@ export class LogTail implements Source {
     const drafts = t.parser.flush(now, 0);
     // A partial last line is not emitted: a copytruncate copy holds it whole and is read from its start.
     const at = t.pos - t.pending.length;
-    this.remember(t.head, at, t.fpLen === this.config.fingerprint_bytes);
+    this.remember(
+      { len: t.fpLen, fp: t.fp, head: t.head, readTo: at },
+      t.fpLen === this.config.fingerprint_bytes,
+    );
     t.pos = 0;
     t.pending = Buffer.alloc(0);
     t.skipping = false;
@@ -625,7 +640,7 @@ export class LogTail implements Source {
     this.files.delete(t.key);
     await this.commit(drafts, now);
     // A copy of it (held while it was read) holds nothing more than what was sealed from it.
-    this.remember(t.head, t.committed(), false);
+    this.remember({ len: t.fpLen, fp: t.fp, head: t.head, readTo: t.committed() }, false);
     await this.recheckHeld();
     await this.flushCommits();
     await t.fh.close().catch(() => {});
