@@ -176,6 +176,13 @@ export class LogTail implements Source {
   private readonly pasts = new Map<string, Past>();
   /** Discoveries completed. */
   private discoveries = 0;
+  /**
+   * During the first discovery: each file's first bytes as read in it. Every new file is compared
+   * with every other: a read per pair would be 500,000 reads for 1,000 files (65 µs each measured
+   * on the loaded 2-core machine); nothing has been read from any file yet, so one look per file
+   * is enough.
+   */
+  private passHeads: Map<Tailed, Buffer> | null = null;
   private readonly abort = new AbortController();
   private loop: Promise<void> | null = null;
   private stopping: Promise<void> | null = null;
@@ -262,7 +269,10 @@ export class LogTail implements Source {
         if (Date.now() - this.lastGlob >= this.config.glob_interval || this.firstDiscovery) {
           this.lastGlob = Date.now();
           const first = this.firstDiscovery;
-          await this.discover();
+          if (first) this.passHeads = new Map();
+          await this.discover().finally(() => {
+            this.passHeads = null;
+          });
           // Where each file starts is durable before any line is read: a restart does not skip lines.
           if (first) await this.commit([], new Date());
         }
@@ -391,7 +401,8 @@ export class LogTail implements Source {
     const offset = first && this.firstRun && this.config.start_at === 'end' ? size : 0;
     const t = new Tailed(key, path, fh, offset, Buffer.alloc(0), this.config.parser);
     this.files.set(key, t);
-    await this.settleHeld(t);
+    // A failed stat leaves it held: readFile tries again.
+    await this.settleHeld(t).catch(() => {});
   }
 
   /**
@@ -411,8 +422,9 @@ export class LogTail implements Source {
     for (const t of [...this.files.values()]) {
       if (t === n) continue;
       if (h.length === 0) return 'hold';
-      const disk = await readHead(t.fh, fpBytes).catch(() => null);
+      const disk = this.passHeads?.get(t) ?? (await readHead(t.fh, fpBytes).catch(() => null));
       if (!disk) continue;
+      this.passHeads?.set(t, disk);
       if (disk.length >= h.length && disk.subarray(0, h.length).equals(h)) return 'hold';
       const rewritten = !(disk.length >= t.fpLen && disk.subarray(0, t.fpLen).equals(t.head));
       if (!t.held && rewritten && agree(h, t.head)) return 'hold';
@@ -442,6 +454,7 @@ export class LogTail implements Source {
     if (size !== t.heldSize) t.lastData = Date.now();
     t.heldSize = size;
     const h = await readHead(t.fh, this.config.fingerprint_bytes);
+    this.passHeads?.set(t, h);
     const v = await this.classify(t, h);
     if (v === 'hold') return;
     t.held = false;
