@@ -510,6 +510,104 @@ describe('log_tail', () => {
     expect(lost).toBe(0);
   }, 180_000);
 
+  /** One more pass of the tailer's loop: a line appended to another file, sealed. */
+  let ticks = 0;
+  async function tick(): Promise<void> {
+    const want = ++ticks;
+    appendFileSync(join(dir, 'tick.log'), `tick ${want}\n`);
+    await waitUntil(`tick ${want}`, async () => (await lines()).includes(`tick ${want}`));
+  }
+  /** Two passes: the later one started after the first was sealed, so its discovery saw what is on disk now. */
+  const passes = async () => {
+    await tick();
+    await tick();
+  };
+  const sealedLines = async () => (await lines()).filter((l) => !l.startsWith('tick '));
+  /** Tails app.log* and tick.log, discovering on every pass; returns app.log's path. */
+  async function runWithTicks(): Promise<string> {
+    const f = join(dir, 'app.log');
+    writeFileSync(f, '');
+    writeFileSync(join(dir, 'tick.log'), '');
+    await run({ include: [`${f}*`, join(dir, 'tick.log')], glob_interval: '1ms' });
+    await waitUntil('position saved', async () => (await kit.journal.position('app')) !== undefined);
+    return f;
+  }
+
+  it('copytruncate: a copy found while it is still being written (empty, then shorter than a fingerprint) is not read as a new file', async () => {
+    const f = await runWithTicks();
+    const gen = (from: number) =>
+      Array.from({ length: 50 }, (_, i) => `line ${from + i} ${'x'.repeat(40)}\n`).join('');
+    let expected: string[] = [];
+    for (const [k, firstSight] of [
+      [1, 0],
+      [2, 100],
+    ] as const) {
+      const content = gen(k * 100);
+      appendFileSync(f, content);
+      expected = [...expected, ...content.trim().split('\n')];
+      await waitUntil(`generation ${k}`, async () => (await sealedLines()).length === expected.length);
+      // logrotate's copy as the tailer can catch it: created, then `firstSight` bytes (fewer than
+      // fingerprint_bytes), then the rest; the original is truncated after the copy is complete.
+      const copy = `${f}.${k}`;
+      writeFileSync(copy, content.slice(0, firstSight));
+      await passes();
+      appendFileSync(copy, content.slice(firstSight, 200));
+      await passes();
+      appendFileSync(copy, content.slice(200));
+      truncateSync(f, 0);
+      await passes();
+    }
+    appendFileSync(f, 'after\n');
+    await waitUntil('after', async () => (await sealedLines()).includes('after'));
+    await passes();
+    expect(await sealedLines()).toEqual([...expected, 'after']);
+  });
+
+  it('copytruncate of a file shorter than a fingerprint: the copy is read from where the original stopped', async () => {
+    const f = await runWithTicks();
+    appendFileSync(f, 'one\ntwo\n');
+    await waitUntil('two', async () => (await sealedLines()).length === 2);
+    // A backup (cp) of a file not truncated is never read.
+    writeFileSync(`${f}.bak`, 'one\ntwo\n');
+    await passes();
+    expect(await sealedLines()).toEqual(['one', 'two']);
+    // copytruncate; the copy also holds a line the tailer had not read yet.
+    appendFileSync(f, 'three\n');
+    writeFileSync(`${f}.1`, 'one\ntwo\nthree\n');
+    truncateSync(f, 0);
+    appendFileSync(f, 'four\n');
+    await waitUntil('four', async () => (await sealedLines()).includes('four'));
+    await passes();
+    const got = await sealedLines();
+    expect(got.filter((l) => l !== 'three')).toEqual(['one', 'two', 'four']);
+    expect(got.filter((l) => l === 'three')).toHaveLength(1);
+  });
+
+  it('copytruncate while the agent was stopped: the copy is read from where the original stopped', async () => {
+    const f = join(dir, 'app.log');
+    writeFileSync(f, '');
+    // The copy's name sorts before the original's, so it may be found first.
+    await run({ include: [`${f}*`, join(dir, 'a-copy.log')] });
+    await waitUntil('position saved', async () => (await kit.journal.position('app')) !== undefined);
+    const before = Array.from({ length: 20 }, (_, i) => `before ${i} ${'x'.repeat(20)}`);
+    appendFileSync(f, `${before.join('\n')}\n`);
+    await waitUntil('before', async () => (await lines()).length === 20);
+    await tail!.stop();
+    tail = null;
+    appendFileSync(f, 'late\n');
+    writeFileSync(join(dir, 'a-copy.log'), readFileSync(f));
+    truncateSync(f, 0);
+    appendFileSync(f, 'after\n');
+    await kit.reopen();
+    await run({ include: [`${f}*`, join(dir, 'a-copy.log')] });
+    await waitUntil('after', async () => (await lines()).includes('after'));
+    await new Promise((r) => setTimeout(r, 200));
+    const got = await lines();
+    // each once; the two files are read in either order
+    expect(got.slice(0, 20)).toEqual(before);
+    expect(got.slice(20).sort()).toEqual(['after', 'late']);
+  });
+
   it('copytruncate: lines written between copy and truncate are the only loss (measured)', async () => {
     const f = join(dir, 'app.log');
     writeFileSync(f, '');
