@@ -17,8 +17,19 @@
  *   'r' <exporter name> 0x00 u64be(n)     → JSON DeadLetter                 dead letters queued for replay
  *   'v' u64be(n)                          → JSON integrity violation (evidence)
  *   't' <token id>                        → JSON {agent_id, used}          used enrollment tokens
- *   'm' <name>                            → meta (next violation number)
+ *   'm' <name>                            → meta: 'mformat' u32be(format), 'mnext_violation'
+ *   'mnext_offset'                        → 'st2': a tripwire (see "Format")
  * The next offset is the newest record's plus one (a reverse seek on open).
+ *
+ * Format: 'mformat' names the layout (SPOOL_FORMAT) and is written in the batch that creates
+ * or migrates a spool. A spool without it is format 1 (keys 'a', 'h', 'i' below the records,
+ * an 8-byte 'mnext_offset') or, when none of those keys is there, format 2 from before the key
+ * existed. A collector refuses a format newer than its own: an older one would find no agent
+ * heads where it looks and write from offset 0 over stored records. Collectors of format 1
+ * predate 'mformat' and read 'mnext_offset' as a u64 on open; format 2 leaves a 3-byte value
+ * there, so that read throws and they refuse to start instead. Read-only opens (`verify`,
+ * `deadletter list`) never migrate: they read format 2 without the key as it is, and refuse
+ * format 1 with a message to start the collector once.
  *
  * Why '~': a commit writes its records (at the top of the 's' range) and, beside them, the
  * agents' heads, a hash range per batch and an event-id key per record. Every LevelDB table a
@@ -31,7 +42,7 @@
  * so tables cannot be fully disjoint in one LevelDB (each record is still rewritten about once
  * per level on its way down); that is also why per-commit state is not kept as marks among the
  * records, which would gain nothing more. A spool in the older layout is moved to this one on
- * open (`migrateLayout`); an older collector must not open it after that.
+ * open (`migrateLayout`, see "Format").
  *
  * Invariants: a commit writes the records, their hash range, the agent's new head and
  * the dedupe keys in one `sync: true` batch, and the receiver acks only after it
@@ -140,6 +151,11 @@ const LEGACY_PREFIXES: [string, string][] = [
 ];
 /** The older layout's next offset, rewritten by every commit: now the newest record's plus one. */
 const LEGACY_NEXT_OFFSET = Buffer.from('mnext_offset');
+/** What format 2 leaves in 'mnext_offset': too short for a format-1 collector's u64 read. */
+const TRIPWIRE = Buffer.from('st2');
+/** The layout this collector reads and writes (see "Format" in the header). */
+export const SPOOL_FORMAT = 2;
+const META_FORMAT = Buffer.from('mformat');
 
 function key(prefix: string, ...parts: Uint8Array[]): Buffer {
   return Buffer.concat([Buffer.from(prefix), ...parts]);
@@ -317,7 +333,11 @@ export class Spool extends EventEmitter<{ committed: [bigint] }> {
     });
   }
 
-  async open(): Promise<void> {
+  /**
+   * `readOnly`: write nothing to the spool (no migration, no format key); for the commands
+   * that inspect a stopped collector's spool. The caller then only reads.
+   */
+  async open(opts: { readOnly?: boolean } = {}): Promise<void> {
     try {
       await this.db.open();
     } catch (cause) {
@@ -330,7 +350,12 @@ export class Spool extends EventEmitter<{ committed: [bigint] }> {
         { cause },
       );
     }
-    this.migrated = await this.migrateLayout();
+    try {
+      await this.checkFormat(opts.readOnly === true);
+    } catch (err) {
+      await this.db.close();
+      throw err;
+    }
     const [last] = await this.db
       .keys({ gte: Buffer.from('s'), lt: Buffer.from('t'), reverse: true, limit: 1 })
       .all();
@@ -344,11 +369,62 @@ export class Spool extends EventEmitter<{ committed: [bigint] }> {
   /** Keys `open` moved from the older layout (0 when the spool was in this one already). */
   migrated = 0;
 
+  /** Refuses a newer format; brings an older one to this one unless `readOnly` (see the header). */
+  private async checkFormat(readOnly: boolean): Promise<void> {
+    const v = await this.db.get(META_FORMAT);
+    if (v !== undefined) {
+      const found = v.length === 4 ? v.readUInt32BE(0) : -1;
+      if (found === SPOOL_FORMAT) return;
+      throw new SealtrailError(
+        'ST_SPOOL_FORMAT',
+        found > SPOOL_FORMAT
+          ? `spool ${this.dir} is in format ${found}, this collector supports format ${SPOOL_FORMAT}: ` +
+              'it was written by a newer Sealtrail; downgrade is not supported (run the newer version)'
+          : `spool ${this.dir} has an unreadable format key (${v.toString('hex')}); this collector supports format ${SPOOL_FORMAT}`,
+      );
+    }
+    if (!(await this.hasLegacyKeys())) {
+      // New, or format 2 from before the key: the same layout, so only the key is missing.
+      if (!readOnly) await this.db.batch(this.formatOps(), { sync: true });
+      return;
+    }
+    if (readOnly)
+      throw new SealtrailError(
+        'ST_SPOOL_FORMAT',
+        `spool ${this.dir} is in format 1, this collector reads format ${SPOOL_FORMAT}; ` +
+          'start the collector once (`sealtrail-collector run`) to upgrade it in place, then run this again ' +
+          '(this command does not change a spool)',
+      );
+    this.migrated = await this.migrateLayout();
+  }
+
+  /** The format key and the tripwire, in the batch that creates or finishes migrating a spool. */
+  private formatOps(): Op[] {
+    const f = Buffer.alloc(4);
+    f.writeUInt32BE(SPOOL_FORMAT);
+    return [
+      { type: 'put', key: META_FORMAT, value: f },
+      { type: 'put', key: LEGACY_NEXT_OFFSET, value: TRIPWIRE },
+    ];
+  }
+
+  /** Whether any key of format 1 is left (a spool not yet moved, or one a crash left half moved). */
+  private async hasLegacyKeys(): Promise<boolean> {
+    for (const [from] of LEGACY_PREFIXES) {
+      const lt = Buffer.from(String.fromCharCode(from.charCodeAt(0) + 1));
+      const [k] = await this.db.keys({ gte: Buffer.from(from), lt, limit: 1 }).all();
+      if (k) return true;
+    }
+    const next = await this.db.get(LEGACY_NEXT_OFFSET);
+    return next !== undefined && next.length === 8;
+  }
+
   /**
    * Moves a spool written in the older layout ('a', 'h', 'i', 'mnext_offset') to this one, in
    * synced batches that each put the new keys and delete the old ones: a crash in between
    * leaves every key in exactly one place, and the next open moves the rest. Records ('s')
-   * stay where they are. Nothing else reads or writes the spool until it is done.
+   * stay where they are. Nothing else reads or writes the spool until it is done. The last
+   * batch replaces 'mnext_offset' with the tripwire and writes the format key.
    */
   private async migrateLayout(): Promise<number> {
     let moved = 0;
@@ -372,10 +448,8 @@ export class Spool extends EventEmitter<{ committed: [bigint] }> {
         range = { gt: rows[rows.length - 1]![0], lt: range.lt };
       }
     }
-    if ((await this.db.get(LEGACY_NEXT_OFFSET)) !== undefined) {
-      await this.db.del(LEGACY_NEXT_OFFSET, { sync: true });
-      moved++;
-    }
+    if ((await this.db.get(LEGACY_NEXT_OFFSET))?.length === 8) moved++;
+    await this.db.batch(this.formatOps(), { sync: true });
     return moved;
   }
 
