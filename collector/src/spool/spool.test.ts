@@ -1,4 +1,4 @@
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash, hash, randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -481,6 +481,7 @@ async function raw<T>(fn: (db: ClassicLevel<Buffer, Buffer>) => Promise<T>): Pro
 
 /** A new Spool on the same directory (a ClassicLevel opens itself once constructed). */
 async function reopen(opts?: { readOnly?: boolean }): Promise<void> {
+  await spool.close();
   spool = new Spool(join(dir, 'spool'));
   await spool.open(opts);
 }
@@ -570,5 +571,121 @@ describe('spool: format guard', () => {
     // (Its stand-in hashes do not chain: the point is that it opens and finds the moved agent.)
     const report = await verifySpool(dir);
     expect(report.agents.map((r) => r.agent_id)).toHaveLength(1);
+  });
+});
+
+describe('spool: records in blocks (format 3)', () => {
+  /** Rewrites every block as one record per key, the way formats 1 and 2 stored records. */
+  async function unblock(): Promise<void> {
+    await raw(async (db) => {
+      const batch = db.batch();
+      for await (const [k, v] of db.iterator({ gte: Buffer.from('s'), lt: Buffer.from('t') })) {
+        if (v[0] !== 2) continue;
+        const first = k.readBigUInt64BE(1);
+        batch.del(k);
+        let at = 5;
+        for (let i = 0; i < v.readUInt32BE(1); i++) {
+          const len = v.readUInt32BE(at);
+          const key = Buffer.alloc(9);
+          key[0] = 0x73;
+          key.writeBigUInt64BE(first + BigInt(i), 1);
+          batch.put(key, v.subarray(at + 4, at + 4 + len));
+          at += 4 + len;
+        }
+      }
+      await batch.write();
+    });
+  }
+
+  it('reads, point-reads and reopens as a model of records in arrival order, blocks and single records mixed', async () => {
+    const rand = mulberry32(11);
+    const pick = (n: number) => Math.floor(rand() * n);
+    const agents = [agentState(), agentState(), agentState()].map((a) => ({ ...a, chain_id: randomUUID() }));
+    const next = agents.map(() => 0n);
+    /** Every record by offset: what read and readOffsets must give back. */
+    const model: { agentId: string; seq: bigint; hash: Buffer; bytes: Buffer }[] = [];
+    const check = async () => {
+      expect(spool.headOffset).toBe(BigInt(model.length - 1));
+      for (let q = 0; q < 40; q++) {
+        const after = BigInt(pick(model.length + 2) - 1);
+        const max = 1 + pick(q % 4 === 0 ? 3000 : 40);
+        const got = await spool.read(after, max);
+        const want = model.slice(Number(after) + 1, Number(after) + 1 + max);
+        expect(got.map((r) => r.offset)).toEqual(want.map((_, i) => after + 1n + BigInt(i)));
+        // As strings: vitest compares Buffers byte by byte, slowly.
+        const id = (agentId: string, seq: bigint, h: Buffer, b: Buffer) =>
+          `${agentId}/${seq}/${h.toString('hex')}/${hash('sha1', b)}`;
+        expect(got.map((r) => id(r.agentId, r.seq, r.recordHash, r.eventBytes))).toEqual(
+          want.map((w) => id(w.agentId, w.seq, w.hash, w.bytes)),
+        );
+      }
+      const asked = Array.from({ length: 30 }, () => BigInt(pick(model.length + 5)));
+      asked.sort((x, y) => (x < y ? -1 : 1)); // runs in one block, as a replay asks
+      asked.push(...asked.slice(0, 5).reverse());
+      const got = await spool.readOffsets(asked);
+      expect(got.map((r) => r && `${r.offset}/${r.seq}/${r.recordHash.toString('hex')}`)).toEqual(
+        asked.map((o) => {
+          const w = model[Number(o)];
+          return w && `${o}/${w.seq}/${w.hash.toString('hex')}`;
+        }),
+      );
+    };
+    for (let round = 0; round < 6; round++) {
+      // A round of concurrent commits: one group may take several batches, of several agents.
+      const commits: Promise<unknown>[] = [];
+      for (let c = 0; c < 1 + pick(5); c++) {
+        const i = pick(agents.length);
+        const n = BigInt(1 + pick(c === 0 ? 2500 : 300));
+        const batch = records(agents[i]!.chain_id!, next[i]!, next[i]! + n - 1n);
+        // Now and then large events, so blocks also end at their byte bound.
+        if (n < 200n && pick(2) === 0)
+          for (const r of batch) r.eventBytes = Buffer.alloc(15_000 + pick(9_000), 0x61 + pick(26));
+        next[i] = next[i]! + n;
+        for (const r of batch)
+          model.push({
+            agentId: agents[i]!.agent_id,
+            seq: r.seq,
+            hash: Buffer.from(r.recordHash),
+            bytes: Buffer.from(r.eventBytes),
+          });
+        commits.push(spool.commit(agents[i]!, batch));
+      }
+      await Promise.all(commits);
+      await check();
+      if (round === 1 || round === 3) await unblock(); // the older records, one per key
+      await reopen();
+      await check();
+      for (const [i, a] of agents.entries())
+        if (next[i]! > 0n)
+          expect(await spool.recordHashAt(a.agent_id, a.chain_id!, next[i]! - 1n)).toEqual(
+            model.findLast((m) => m.agentId === a.agent_id)!.hash,
+          );
+    }
+    // Blocks were written, bounded by count and by bytes.
+    const sizes = await raw(async (db) => {
+      const out: [number, number][] = [];
+      for await (const v of db.values({ gte: Buffer.from('s'), lt: Buffer.from('t') }))
+        out.push([v[0] === 2 ? v.readUInt32BE(1) : 1, v.length]);
+      return out;
+    });
+    await reopen();
+    expect(Math.max(...sizes.map(([n]) => n))).toBe(1024);
+    expect(sizes.some(([n, bytes]) => n < 1024 && bytes >= 1024 * 1024)).toBe(true);
+  });
+
+  it('a spool of format 2 with its key is read as it is and takes blocks after its records', async () => {
+    await spool.commit(agentState(), records(randomUUID(), 0n, 9n));
+    await unblock();
+    await raw((db) => db.put(Buffer.from('mformat'), Buffer.from([0, 0, 0, 2])));
+    await reopen({ readOnly: true });
+    expect(spool.headOffset).toBe(9n);
+    await reopen();
+    await spool.commit(agentState(), records(randomUUID(), 0n, 4n));
+    expect((await storedRecords()).map((r) => r.offset)).toEqual(
+      Array.from({ length: 15 }, (_, i) => BigInt(i)),
+    );
+    const f = await raw((db) => db.get(Buffer.from('mformat')));
+    expect(f?.readUInt32BE(0)).toBe(SPOOL_FORMAT);
+    await reopen();
   });
 });
