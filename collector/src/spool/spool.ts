@@ -863,29 +863,49 @@ export class Spool extends EventEmitter<{ committed: [bigint] }> {
     const from = afterOffset + 1n;
     const out: StoredRecord[] = [];
     if (max < 1) return out;
-    // The entry holding `from` starts at or before it: a block, or `from`'s own record.
-    const start = (await this.entryAt(from))?.[0] ?? from;
-    // Entries in chunks of what is still wanted (a chunk stops early at 4 MiB): one block may
-    // hold all of it, records of the older formats take one entry each.
+    // An exporter's next read usually starts inside the block its last one ended in.
+    let start: bigint;
+    const recent = this.recentBlock;
+    if (recent && from >= recent[0] && from < recent[0] + BigInt(entryCount(recent[1]))) {
+      decodeEntry(recent[0], recent[1], from, max, out);
+      start = recent[0] + BigInt(entryCount(recent[1]));
+    } else {
+      // The entry holding `from` starts at or before it (a block, or `from`'s own record):
+      // a seek over keys, not values.
+      const [k] = await this.db
+        .keys({ gte: Buffer.from('s'), lte: recordKey(from), reverse: true, limit: 1 })
+        .all();
+      start = k ? k.readBigUInt64BE(1) : from;
+    }
+    if (out.length >= max) return out;
     const it = this.db.iterator({
       gte: recordKey(start),
       lt: Buffer.from('t'),
       highWaterMarkBytes: 4 * 1024 * 1024,
     });
     try {
+      // One entry at a time while they are blocks (a chunk of them would copy blocks no one
+      // asked for), as many as still wanted while they are records of formats 1 and 2.
+      let want = 1;
       while (out.length < max) {
-        const rows = await it.nextv(max - out.length);
+        const rows = await it.nextv(want);
         if (rows.length === 0) break;
         for (const [k, v] of rows) {
           if (out.length >= max) break;
-          decodeEntry(k.readBigUInt64BE(1), v, from, max - out.length, out);
+          const first = k.readBigUInt64BE(1);
+          decodeEntry(first, v, from, max - out.length, out);
+          if (v[0] === BLOCK_VERSION) this.recentBlock = [first, v];
         }
+        want = rows[rows.length - 1]![1][0] === BLOCK_VERSION ? 1 : max - out.length;
       }
     } finally {
       await it.close();
     }
     return out;
   }
+
+  /** The block `read` decoded last: blocks never change once written, so it stays valid. */
+  private recentBlock: [bigint, Buffer] | null = null;
 
   /** The 's' entry whose records include `offset`, if any: its first offset and value. */
   private async entryAt(offset: bigint): Promise<[bigint, Buffer] | undefined> {
