@@ -920,8 +920,9 @@ export class Spool extends EventEmitter<{ committed: [bigint] }> {
   /** Up to one record per offset asked, `undefined` where none is stored. */
   async readOffsets(offsets: bigint[]): Promise<(StoredRecord | undefined)[]> {
     const out: (StoredRecord | undefined)[] = [];
-    // Offsets asked together are often in one block (a dead-letter replay): reuse the last one.
-    let entry: [bigint, Buffer] | undefined;
+    // Offsets asked together are often in one block (a dead-letter replay): reuse the last one;
+    // an exporter's lag check asks for the record after its cursor, often in `read`'s last block.
+    let entry: [bigint, Buffer] | undefined = this.recentBlock ?? undefined;
     for (const o of offsets) {
       if (!entry || o < entry[0] || o >= entry[0] + BigInt(entryCount(entry[1])))
         entry = await this.entryAt(o);
