@@ -21,7 +21,8 @@
  *   't' <token id>                        → JSON {agent_id, used}          used enrollment tokens
  *   'm' <name>                            → meta: 'mformat' u32be(format), 'mnext_violation'
  *   'mnext_offset'                        → 'st2': a tripwire (see "Format")
- * The next offset is the newest record's plus one (a reverse seek on open).
+ * The next offset is the last 's' entry's first offset plus its record count (a reverse seek
+ * on open).
  *
  * Blocks (format 3): a group commit stores its records as blocks of up to BLOCK_RECORDS
  * records (or BLOCK_BYTES), one LevelDB entry each, keyed by the first one's offset; the other
@@ -35,11 +36,12 @@
  * an 8-byte 'mnext_offset') or, when none of those keys is there, format 2 from before the key
  * existed. A collector refuses a format newer than its own: an older one would find no agent
  * heads where it looks, or take a block's first offset for the newest record, and write over
- * stored records. Collectors of format 1
- * predate 'mformat' and read 'mnext_offset' as a u64 on open; format 2 leaves a 3-byte value
- * there, so that read throws and they refuse to start instead. Going from format 2 to 3 only
- * rewrites the key. Read-only opens (`verify`, `deadletter list`) never migrate: they read
- * format 2 as it is, and refuse format 1 with a message to start the collector once.
+ * stored records. Collectors of format 1 predate 'mformat' and read 'mnext_offset' as a u64
+ * on open; later formats leave a 3-byte value there, so that read throws and they refuse to
+ * start instead (a collector of format 2 from before the key would not notice).
+ * Going from format 2 to 3 only rewrites the key. Read-only opens (`verify`, `deadletter
+ * list`) never migrate: they read format 2 as it is, and refuse format 1 with a message to
+ * start the collector once.
  *
  * Why '~': a commit writes its records (at the top of the 's' range) and, beside them, the
  * agents' heads, a hash range per batch and an event-id key per record. Every LevelDB table a
