@@ -3,13 +3,15 @@
  * (LevelDB admits one process). `replay` moves dead letters to the exporter's
  * replay queue; the exporter delivers them first when the collector starts,
  * and whatever the destination refuses again becomes a dead letter again.
+ * `list` opens the spool read-only (an older format is refused, not migrated); `replay`
+ * writes, so it upgrades an older spool as the collector would.
  */
 import { join } from 'node:path';
 import { Spool, type StoredDeadLetter } from '../spool/spool.js';
 
-async function withSpool<T>(dataDir: string, fn: (s: Spool) => Promise<T>): Promise<T> {
+async function withSpool<T>(dataDir: string, readOnly: boolean, fn: (s: Spool) => Promise<T>): Promise<T> {
   const spool = new Spool(join(dataDir, 'spool'));
-  await spool.open();
+  await spool.open({ readOnly });
   try {
     return await fn(spool);
   } finally {
@@ -21,7 +23,7 @@ export function listDeadLetters(
   dataDir: string,
   opts: { exporter?: string; queued?: boolean } = {},
 ): Promise<StoredDeadLetter[]> {
-  return withSpool(dataDir, async (spool) => {
+  return withSpool(dataDir, true, async (spool) => {
     const out: StoredDeadLetter[] = [];
     for await (const d of spool.deadLetters(opts.exporter, opts.queued)) out.push(d);
     return out;
@@ -29,7 +31,7 @@ export function listDeadLetters(
 }
 
 export function replayDeadLetters(dataDir: string, exporter: string, numbers?: string[]): Promise<number> {
-  return withSpool(dataDir, (spool) => spool.queueReplay(exporter, numbers));
+  return withSpool(dataDir, false, (spool) => spool.queueReplay(exporter, numbers));
 }
 
 export function formatDeadLetter(d: StoredDeadLetter): string {

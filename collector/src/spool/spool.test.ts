@@ -1,4 +1,4 @@
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash, hash, randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -6,8 +6,10 @@ import { uuidBytes } from '@sealtrail/chain';
 import { newEventId } from '@sealtrail/event';
 import { ClassicLevel } from 'classic-level';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { listDeadLetters } from '../exporters/deadletter.js';
 import { mulberry32 } from '../testkit/random.js';
-import { type AgentState, eventIdKey, type IncomingRecord, Spool } from './spool.js';
+import { type AgentState, eventIdKey, type IncomingRecord, SPOOL_FORMAT, Spool } from './spool.js';
+import { verifySpool } from './verify.js';
 
 let dir: string;
 let spool: Spool;
@@ -166,9 +168,14 @@ describe('spool: (agent, chain, seq) → record hash', () => {
       s.writeBigUInt64BE(seq);
       return Buffer.concat([Buffer.from('h'), uuidBytes(agentId), uuidBytes(chain), s]);
     };
-    await db.batch(
-      [0n, 1n, 2n].map((seq) => ({ type: 'put', key: legacyKey(seq), value: hashOf(chain, seq, 0) })),
-    );
+    await db.batch([
+      ...[0n, 1n, 2n].map((seq) => ({
+        type: 'put' as const,
+        key: legacyKey(seq),
+        value: hashOf(chain, seq, 0),
+      })),
+      { type: 'del', key: Buffer.from('mformat') }, // that layout had no format key
+    ]);
     await db.close();
     spool = new Spool(join(dir, 'spool'));
     await spool.open();
@@ -367,6 +374,7 @@ describe('spool: the layout before per-commit keys moved above the records', () 
     const next = Buffer.alloc(8);
     next.writeBigUInt64BE(head + 1n);
     batch.put(Buffer.from('mnext_offset'), next);
+    batch.del(Buffer.from('mformat')); // format 1 had no format key
     await batch.write();
     await db.close();
     spool = new Spool(join(dir, 'spool'));
@@ -414,7 +422,9 @@ describe('spool: the layout before per-commit keys moved above the records', () 
       Array.from({ length: 66 }, (_, n) => BigInt(n)),
     );
     const keys = await prefixes();
-    for (const old of ['a', 'h', 'i', 'mnext_offset']) expect(keys.has(old), old).toBe(false);
+    for (const old of ['a', 'h', 'i']) expect(keys.has(old), old).toBe(false);
+    expect(keys.get('mformat')).toBe(1);
+    await expectTripwire();
     expect(keys.get('~i')).toBe(31 + 5); // the duplicates add none
     expect(keys.get('~a')).toBe(4);
     expect(spool.migrated).toBe(0);
@@ -451,5 +461,244 @@ describe('spool: the layout before per-commit keys moved above the records', () 
     const keys = await prefixes();
     expect(keys.get('~i')).toBe(25_000);
     expect(keys.has('i')).toBe(false);
+  });
+});
+
+/** Runs `fn` on the spool's LevelDB opened directly, the spool closed (`reopen` opens it again). */
+async function raw<T>(fn: (db: ClassicLevel<Buffer, Buffer>) => Promise<T>): Promise<T> {
+  await spool.close();
+  const db = new ClassicLevel<Buffer, Buffer>(join(dir, 'spool'), {
+    keyEncoding: 'buffer',
+    valueEncoding: 'buffer',
+  });
+  await db.open();
+  try {
+    return await fn(db);
+  } finally {
+    await db.close();
+  }
+}
+
+/** A new Spool on the same directory (a ClassicLevel opens itself once constructed). */
+async function reopen(opts?: { readOnly?: boolean }): Promise<void> {
+  await spool.close();
+  spool = new Spool(join(dir, 'spool'));
+  await spool.open(opts);
+}
+
+async function allKeys(): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  await raw(async (db) => {
+    for await (const [k, v] of db.iterator()) out.set(k.toString('hex'), v.toString('hex'));
+  });
+  return out;
+}
+
+/** What a format-1 collector did on open (`next ? next.readBigUInt64BE(0) : 0n`) must throw. */
+async function expectTripwire() {
+  const next = await raw((db) => db.get(Buffer.from('mnext_offset')));
+  expect(next).toBeDefined();
+  expect(() => next!.readBigUInt64BE(0)).toThrow();
+  await reopen();
+}
+
+describe('spool: format guard', () => {
+  it('a new spool is written in this format, with the tripwire for format-1 collectors', async () => {
+    const f = await raw((db) => db.get(Buffer.from('mformat')));
+    expect(f?.readUInt32BE(0)).toBe(SPOOL_FORMAT);
+    await expectTripwire();
+  });
+
+  it('refuses a newer format, naming the path and both formats, and changes nothing', async () => {
+    await spool.commit(agentState(), records(randomUUID(), 0n, 2n));
+    await raw((db) => db.put(Buffer.from('mformat'), Buffer.from([0, 0, 0, SPOOL_FORMAT + 1])));
+    const before = await allKeys();
+    for (const readOnly of [false, true]) {
+      const err = await reopen({ readOnly }).catch((e: Error) => e);
+      expect(err).toMatchObject({ code: 'ST_SPOOL_FORMAT' });
+      expect((err as Error).message).toBe(
+        `spool ${join(dir, 'spool')} is in format ${SPOOL_FORMAT + 1}, this collector supports format ${SPOOL_FORMAT}: ` +
+          'it was written by a newer Sealtrail; downgrade is not supported (run the newer version)',
+      );
+    }
+    expect(await allKeys()).toEqual(before);
+  });
+
+  it('a format-2 spool from before the format key: read-only opens read it as it is, a writer adds the key', async () => {
+    const a = agentState();
+    await spool.commit({ ...a, seq: '4' }, records(randomUUID(), 0n, 4n));
+    await raw(async (db) => {
+      await db.del(Buffer.from('mformat'));
+      await db.del(Buffer.from('mnext_offset'));
+    });
+    const before = await allKeys();
+    await reopen({ readOnly: true });
+    expect(spool.headOffset).toBe(4n);
+    expect((await spool.getAgent(a.agent_id))?.seq).toBe('4');
+    expect(await allKeys()).toEqual(before);
+    await reopen();
+    expect(spool.migrated).toBe(0);
+    expect((await allKeys()).get(Buffer.from('mformat').toString('hex'))).toBe(`0000000${SPOOL_FORMAT}`);
+  });
+
+  it('read-only opens refuse a format-1 spool (start the collector once) and leave it as it was', async () => {
+    await spool.commit(agentState(), records(randomUUID(), 0n, 2n));
+    // Format 1 as far as the guard looks: an agent key under 'a', an 8-byte next offset, no format key.
+    await raw(async (db) => {
+      const [k, v] = (
+        await db.iterator({ gte: Buffer.from('~a'), lt: Buffer.from('~b'), limit: 1 }).all()
+      )[0]!;
+      await db.batch([
+        { type: 'del', key: k },
+        { type: 'put', key: k.subarray(1), value: v },
+        { type: 'del', key: Buffer.from('mformat') },
+        { type: 'put', key: Buffer.from('mnext_offset'), value: Buffer.alloc(8) },
+      ]);
+    });
+    const before = await allKeys();
+    const err = await reopen({ readOnly: true }).catch((e: Error) => e);
+    expect(err).toMatchObject({ code: 'ST_SPOOL_FORMAT' });
+    expect((err as Error).message).toContain(`spool ${join(dir, 'spool')} is in format 1`);
+    expect((err as Error).message).toContain('start the collector once (`sealtrail-collector run`)');
+    // The CLI's read-only paths say the same.
+    await expect(verifySpool(dir)).rejects.toThrow('is in format 1');
+    await expect(listDeadLetters(dir)).rejects.toThrow('is in format 1');
+    expect(await allKeys()).toEqual(before);
+    // A writer migrates it (the agent key and the next offset), and then verify reads it.
+    await reopen();
+    expect(spool.migrated).toBe(2);
+    await spool.close();
+    // (Its stand-in hashes do not chain: the point is that it opens and finds the moved agent.)
+    const report = await verifySpool(dir);
+    expect(report.agents.map((r) => r.agent_id)).toHaveLength(1);
+  });
+});
+
+describe('spool: records in blocks (format 3)', () => {
+  /** Rewrites every block as one record per key, the way formats 1 and 2 stored records. */
+  async function unblock(): Promise<void> {
+    await raw(async (db) => {
+      const batch = db.batch();
+      for await (const [k, v] of db.iterator({ gte: Buffer.from('s'), lt: Buffer.from('t') })) {
+        if (v[0] !== 2) continue;
+        const first = k.readBigUInt64BE(1);
+        batch.del(k);
+        let at = 5;
+        for (let i = 0; i < v.readUInt32BE(1); i++) {
+          const len = v.readUInt32BE(at);
+          const key = Buffer.alloc(9);
+          key[0] = 0x73;
+          key.writeBigUInt64BE(first + BigInt(i), 1);
+          batch.put(key, v.subarray(at + 4, at + 4 + len));
+          at += 4 + len;
+        }
+      }
+      await batch.write();
+    });
+  }
+
+  it('reads, point-reads and reopens as a model of records in arrival order, blocks and single records mixed', async () => {
+    const rand = mulberry32(11);
+    const pick = (n: number) => Math.floor(rand() * n);
+    const agents = [agentState(), agentState(), agentState()].map((a) => ({ ...a, chain_id: randomUUID() }));
+    const next = agents.map(() => 0n);
+    /** Every record by offset: what read and readOffsets must give back. */
+    const model: { agentId: string; seq: bigint; hash: Buffer; bytes: Buffer }[] = [];
+    const check = async () => {
+      expect(spool.headOffset).toBe(BigInt(model.length - 1));
+      for (let q = 0; q < 40; q++) {
+        const after = BigInt(pick(model.length + 2) - 1);
+        const max = 1 + pick(q % 4 === 0 ? 3000 : 40);
+        const got = await spool.read(after, max);
+        const want = model.slice(Number(after) + 1, Number(after) + 1 + max);
+        expect(got.map((r) => r.offset)).toEqual(want.map((_, i) => after + 1n + BigInt(i)));
+        // As strings: vitest compares Buffers byte by byte, slowly.
+        const id = (agentId: string, seq: bigint, h: Buffer, b: Buffer) =>
+          `${agentId}/${seq}/${h.toString('hex')}/${hash('sha1', b)}`;
+        expect(got.map((r) => id(r.agentId, r.seq, r.recordHash, r.eventBytes))).toEqual(
+          want.map((w) => id(w.agentId, w.seq, w.hash, w.bytes)),
+        );
+      }
+      // Read through as an exporter does, in chunks of any size: each read starts where the
+      // last one ended, mostly inside the block that one decoded last.
+      let after2 = -1n;
+      for (;;) {
+        const got = await spool.read(after2, 1 + pick(700));
+        if (got.length === 0) break;
+        expect(got.map((r) => r.offset)).toEqual(got.map((_, i) => after2 + 1n + BigInt(i)));
+        expect(got.map((r) => r.seq)).toEqual(
+          model.slice(Number(after2) + 1, Number(after2) + 1 + got.length).map((w) => w.seq),
+        );
+        after2 = got[got.length - 1]!.offset;
+      }
+      expect(after2).toBe(BigInt(model.length - 1));
+      const asked = Array.from({ length: 30 }, () => BigInt(pick(model.length + 5)));
+      asked.sort((x, y) => (x < y ? -1 : 1)); // runs in one block, as a replay asks
+      asked.push(...asked.slice(0, 5).reverse());
+      const got = await spool.readOffsets(asked);
+      expect(got.map((r) => r && `${r.offset}/${r.seq}/${r.recordHash.toString('hex')}`)).toEqual(
+        asked.map((o) => {
+          const w = model[Number(o)];
+          return w && `${o}/${w.seq}/${w.hash.toString('hex')}`;
+        }),
+      );
+    };
+    for (let round = 0; round < 6; round++) {
+      // A round of concurrent commits: one group may take several batches, of several agents.
+      const commits: Promise<unknown>[] = [];
+      for (let c = 0; c < 1 + pick(5); c++) {
+        const i = pick(agents.length);
+        const n = round === 0 && c === 0 ? 150n : BigInt(1 + pick(c === 0 ? 2500 : 300));
+        const batch = records(agents[i]!.chain_id!, next[i]!, next[i]! + n - 1n);
+        // Now and then large events, so blocks also end at their byte bound.
+        if ((round === 0 && c === 0) || (n < 200n && pick(2) === 0))
+          for (const r of batch) r.eventBytes = Buffer.alloc(15_000 + pick(9_000), 0x61 + pick(26));
+        next[i] = next[i]! + n;
+        for (const r of batch)
+          model.push({
+            agentId: agents[i]!.agent_id,
+            seq: r.seq,
+            hash: Buffer.from(r.recordHash),
+            bytes: Buffer.from(r.eventBytes),
+          });
+        commits.push(spool.commit(agents[i]!, batch));
+      }
+      await Promise.all(commits);
+      await check();
+      if (round === 1 || round === 3) await unblock(); // the older records, one per key
+      await reopen();
+      await check();
+      for (const [i, a] of agents.entries())
+        if (next[i]! > 0n)
+          expect(await spool.recordHashAt(a.agent_id, a.chain_id!, next[i]! - 1n)).toEqual(
+            model.findLast((m) => m.agentId === a.agent_id)!.hash,
+          );
+    }
+    // Blocks were written, bounded by count and by bytes.
+    const sizes = await raw(async (db) => {
+      const out: [number, number][] = [];
+      for await (const v of db.values({ gte: Buffer.from('s'), lt: Buffer.from('t') }))
+        out.push([v[0] === 2 ? v.readUInt32BE(1) : 1, v.length]);
+      return out;
+    });
+    await reopen();
+    expect(Math.max(...sizes.map(([n]) => n))).toBe(1024);
+    expect(sizes.some(([n, bytes]) => n < 1024 && bytes >= 1024 * 1024)).toBe(true);
+  });
+
+  it('a spool of format 2 with its key is read as it is and takes blocks after its records', async () => {
+    await spool.commit(agentState(), records(randomUUID(), 0n, 9n));
+    await unblock();
+    await raw((db) => db.put(Buffer.from('mformat'), Buffer.from([0, 0, 0, 2])));
+    await reopen({ readOnly: true });
+    expect(spool.headOffset).toBe(9n);
+    await reopen();
+    await spool.commit(agentState(), records(randomUUID(), 0n, 4n));
+    expect((await storedRecords()).map((r) => r.offset)).toEqual(
+      Array.from({ length: 15 }, (_, i) => BigInt(i)),
+    );
+    const f = await raw((db) => db.get(Buffer.from('mformat')));
+    expect(f?.readUInt32BE(0)).toBe(SPOOL_FORMAT);
+    await reopen();
   });
 });

@@ -25,7 +25,8 @@ export interface SpoolVerifyReport {
  */
 export async function verifySpool(dataDir: string, onlyAgent?: string): Promise<SpoolVerifyReport> {
   const spool = new Spool(join(dataDir, 'spool'));
-  await spool.open();
+  // Verifying evidence must not change it: an older spool is refused, not migrated.
+  await spool.open({ readOnly: true });
   try {
     const verifiers = new Map<string, ChainVerifier>();
     const reports = new Map<string, AgentVerifyReport>();
