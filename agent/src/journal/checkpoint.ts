@@ -12,6 +12,7 @@
 import { sign } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { checkpointMessage } from '@sealtrail/chain';
+import type { SealtrailError } from '@sealtrail/errors';
 import type { AuditEvent } from '@sealtrail/event';
 import type { Logger } from '@sealtrail/telemetry';
 import { type AgentIdentity, writeFileAtomic } from '../identity/identity.js';
@@ -87,6 +88,20 @@ export class Checkpointer {
   }
 
   private async write(reason: string, nonce: Buffer): Promise<void> {
+    // A checkpoint names its chain, so it may only be sealed in it: when damage found while
+    // reading starts a new chain before this one is written, the journal refuses it and the
+    // new chain's head is signed instead (a collector would take the old chain's checkpoint,
+    // sealed in the new chain, for a bad signature).
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.writeOnce(reason, nonce);
+      } catch (err) {
+        if ((err as SealtrailError).code !== 'ST_JOURNAL_CHAIN_MOVED' || attempt === 3) throw err;
+      }
+    }
+  }
+
+  private async writeOnce(reason: string, nonce: Buffer): Promise<void> {
     if (this.stopped && reason !== 'shutdown') return;
     const { journal, identity } = this.o;
     const head = journal.head;
@@ -112,7 +127,7 @@ export class Checkpointer {
       signature,
       reason,
     });
-    const range = await journal.append({ events: [ev] });
+    const range = await journal.append({ events: [ev], forChain: head.chain });
     const now = journal.head!;
     this.lastSeq = range.last;
     this.lastChain = now.chain;

@@ -122,6 +122,12 @@ export interface AppendRequest {
   positions?: Record<string, unknown>;
   /** Keyed state (FIM baseline, inventory snapshot) written in the same batch as the events. */
   state?: StateWrite[];
+  /**
+   * The events name this chain (by number), as a checkpoint names the head it signed: if
+   * another chain is current when they would be sealed (damage found by `read` started one
+   * meanwhile), nothing of this append is written and it rejects with ST_JOURNAL_CHAIN_MOVED.
+   */
+  forChain?: number;
 }
 
 /** What the journal does when it is full (`max_bytes` / `max_records`). */
@@ -592,10 +598,22 @@ export class Journal extends EventEmitter<{
     return run;
   }
 
-  private async writeGroup(group: Pending[]): Promise<void> {
+  private async writeGroup(all: Pending[]): Promise<void> {
     // A chain start is written alone, as record 0 of its chain, chained from zero.
-    const starting = group[0]!.req.chain;
+    const starting = all[0]!.req.chain;
     const chainNo = starting ? starting.no : this.current!.no;
+    const group = all.filter((p) => p.req.forChain === undefined || p.req.forChain === chainNo);
+    for (const p of all) {
+      if (group.includes(p)) continue;
+      p.reject(
+        new SealtrailError(
+          'ST_JOURNAL_CHAIN_MOVED',
+          `events for chain ${p.req.forChain} not written: chain ${chainNo} is current`,
+          { retryable: true },
+        ),
+      );
+    }
+    if (group.length === 0) return;
     const hasher = starting
       ? new RecordHasher({ agentId: this.opts.agentId, chainId: starting.chainId })
       : this.hasher!;

@@ -5,7 +5,10 @@
  * sealed, and the events accepted since start-up are sealed again in the new chain.
  */
 import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { createLogger } from '@sealtrail/telemetry';
 import { afterEach, describe, expect, it } from 'vitest';
+import { Checkpointer } from './checkpoint.js';
 import { integrityEvent } from './events.js';
 import {
   type IntegrityFinding,
@@ -188,6 +191,69 @@ describe('verification of older records as they are read', () => {
     expect(got.map((r) => Number(r.seq))).toEqual(Array.from({ length: 10 }, (_, i) => i + 11));
     expect(found).toEqual([]);
     expect(journal.verifying).toBe(false);
+    await journal.close();
+  });
+});
+
+describe('a checkpoint signed while damage found by read starts a new chain', () => {
+  it('is sealed only in the chain it names: the new head is signed again', async () => {
+    const f = await filled();
+    await withRawDb(f.paths.journal, flipByteAt(5n));
+    let journal: Journal | null = null;
+    let cp: Checkpointer | null = null;
+    let during: Promise<void> | null = null;
+    // The recovery's batch is about to be written: the old chain is still current, so the
+    // checkpoint signs its head and is queued behind the recovery.
+    const beforeWrite = () => {
+      if (journal?.verifying && !during) during = cp!.checkpoint('test');
+    };
+    ({ journal } = await openWithRecovery(
+      () =>
+        f.make({
+          verifyOnOpen: 3,
+          hooks: { integrity: (x) => integrityEvent(f.host, x), beforeWrite },
+        }),
+      null,
+    ));
+    cp = new Checkpointer({
+      journal,
+      identity: f.identity,
+      host: f.host,
+      anchorFile: join(f.dataDir, 'anchor.json'),
+      everyEvents: 1e9,
+      everyMs: 1e9,
+      idleMs: 1e9,
+      log: createLogger('test', 'silent'),
+    });
+    await ship(journal, 4);
+    expect(during).not.toBeNull();
+    await during;
+    const checkpoints = [];
+    for await (const r of journal.records()) {
+      const e = JSON.parse(r.eventBytes!.toString());
+      if (e.type === 'agent.checkpoint')
+        checkpoints.push({ sealedIn: journal.chainMeta(r.chain)!.chainId, e });
+    }
+    expect(checkpoints).toHaveLength(1);
+    expect(checkpoints[0]!.e.attributes.chain_id).toBe(checkpoints[0]!.sealedIn);
+    expect(checkpoints[0]!.sealedIn).toBe(journal.chainMeta(1)!.chainId);
+    await journal.close();
+    expect(await verifyJournal(f.dataDir)).toMatchObject({ ok: true });
+  });
+
+  it('an append for a chain that is no longer current writes nothing and says why', async () => {
+    const f = await filled();
+    await withRawDb(f.paths.journal, flipByteAt(5n));
+    const { journal } = await start(f);
+    await ship(journal, 4);
+    expect(journal.head?.chain).toBe(1);
+    const before = journal.head!.seq;
+    await expect(journal.append({ events: [f.event()], forChain: 0 })).rejects.toMatchObject({
+      code: 'ST_JOURNAL_CHAIN_MOVED',
+    });
+    expect(journal.head!.seq).toBe(before);
+    await journal.append({ events: [f.event()], forChain: 1 });
+    expect(journal.head!.seq).toBe(before + 1n);
     await journal.close();
   });
 });
