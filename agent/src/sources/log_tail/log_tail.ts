@@ -35,6 +35,7 @@ import { type EventDraft, EventEncoder } from '../common/emit.js';
 import { counter } from '../common/metrics.js';
 import type { Source, SourceFactory, SourceSettings } from '../source.js';
 import { type LogTailConfig, logTailConfigSchema, type ParserConfig } from './config.js';
+import { type Listing, listingStillValid } from './globcache.js';
 import { linuxAuditParser } from './parsers/linux_audit.js';
 import { linuxAuthParser } from './parsers/linux_auth.js';
 import { jsonParser, regexParser } from './parsers/mapping.js';
@@ -293,8 +294,8 @@ export class LogTail implements Source {
     }
   }
 
-  /** Per pattern whose wildcards are all in its last segment: the directory's mtime and what it matched. */
-  private readonly globCache = new Map<string, { mtimeMs: number; ctimeMs: number; matches: string[] }>();
+  /** Per pattern whose wildcards are all in its last segment: the directory's times and what it matched. */
+  private readonly globCache = new Map<string, Listing>();
 
   private async expand(): Promise<Set<string>> {
     const out = new Set<string>();
@@ -305,8 +306,10 @@ export class LogTail implements Source {
       }
       const abs = resolve(pattern);
       const dir = dirname(abs);
-      // A directory whose mtime did not move has the same entries: skip the glob walk (idle CPU).
+      // A directory whose times did not move has the same entries: skip the glob walk (idle
+      // CPU), once those times are safely older than the listing (see globcache.ts).
       let dirStat: { mtimeMs: number; ctimeMs: number } | null = null;
+      const listedAt = Date.now();
       if (!hasGlob(dir)) {
         try {
           dirStat = await stat(dir);
@@ -315,7 +318,7 @@ export class LogTail implements Source {
           continue;
         }
         const cached = this.globCache.get(pattern);
-        if (cached && cached.mtimeMs === dirStat.mtimeMs && cached.ctimeMs === dirStat.ctimeMs) {
+        if (listingStillValid(cached, dirStat)) {
           for (const m of cached.matches) out.add(m);
           continue;
         }
@@ -327,7 +330,12 @@ export class LogTail implements Source {
         this.errors.inc({ source: this.config.name, stage: 'glob' });
       }
       if (dirStat)
-        this.globCache.set(pattern, { mtimeMs: dirStat.mtimeMs, ctimeMs: dirStat.ctimeMs, matches });
+        this.globCache.set(pattern, {
+          mtimeMs: dirStat.mtimeMs,
+          ctimeMs: dirStat.ctimeMs,
+          listedAt,
+          matches,
+        });
       for (const m of matches) out.add(m);
     }
     for (const p of out) if (this.excluded(p)) out.delete(p);
