@@ -599,6 +599,7 @@ describe('spool: records in blocks (format 3)', () => {
 
   it('reads, point-reads and reopens as a model of records in arrival order, blocks and single records mixed', async () => {
     const rand = mulberry32(11);
+    const readRand = mulberry32(12);
     const pick = (n: number) => Math.floor(rand() * n);
     const agents = [agentState(), agentState(), agentState()].map((a) => ({ ...a, chain_id: randomUUID() }));
     const next = agents.map(() => 0n);
@@ -632,6 +633,19 @@ describe('spool: records in blocks (format 3)', () => {
         after2 = got[got.length - 1]!.offset;
       }
       expect(after2).toBe(BigInt(model.length - 1));
+      // Two exporters far apart, reading in turn (one catching up, one near the head): each
+      // read is served from the blocks it last decoded or from the spool, never another's.
+      // (Their own random sizes: the commits' sizes above must stay what the seed gives.)
+      const cursors = [-1n, BigInt(Math.floor(model.length / 2))];
+      for (let turn = 0; turn < 60; turn++) {
+        const c = turn % 2;
+        const got = await spool.read(cursors[c]!, 1 + Math.floor(readRand() * 300));
+        const at = Number(cursors[c]!) + 1;
+        expect(got.map((r) => `${r.offset}/${r.seq}`)).toEqual(
+          model.slice(at, at + got.length).map((w, i) => `${at + i}/${w.seq}`),
+        );
+        if (got.length > 0) cursors[c] = got[got.length - 1]!.offset;
+      }
       const asked = Array.from({ length: 30 }, () => BigInt(pick(model.length + 5)));
       asked.sort((x, y) => (x < y ? -1 : 1)); // runs in one block, as a replay asks
       asked.push(...asked.slice(0, 5).reverse());

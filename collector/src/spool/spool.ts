@@ -332,6 +332,23 @@ function entryCount(v: Buffer): number {
   return v[0] === BLOCK_VERSION ? v.readUInt32BE(1) : 1;
 }
 
+/** The last few blocks read (first offset, value), the oldest dropped first. */
+class RecentBlocks {
+  private readonly blocks: [bigint, Buffer][] = [];
+
+  constructor(private readonly max: number) {}
+
+  holding(offset: bigint): [bigint, Buffer] | undefined {
+    return this.blocks.find(([first, v]) => offset >= first && offset < first + BigInt(entryCount(v)));
+  }
+
+  add(first: bigint, v: Buffer): void {
+    if (this.blocks.some(([f]) => f === first)) return;
+    this.blocks.push([first, v]);
+    if (this.blocks.length > this.max) this.blocks.shift();
+  }
+}
+
 /**
  * The records of the 's' value at `first` whose offsets are ≥ `from`, at most `max`, into
  * `out`; returns how many it added. Records are subarrays of `v` (no copy).
@@ -867,8 +884,8 @@ export class Spool extends EventEmitter<{ committed: [bigint] }> {
     if (max < 1) return out;
     // An exporter's next read usually starts inside the block its last one ended in.
     let start: bigint;
-    const recent = this.recentBlock;
-    if (recent && from >= recent[0] && from < recent[0] + BigInt(entryCount(recent[1]))) {
+    const recent = this.recentBlocks.holding(from);
+    if (recent) {
       decodeEntry(recent[0], recent[1], from, max, out);
       start = recent[0] + BigInt(entryCount(recent[1]));
     } else {
@@ -896,7 +913,7 @@ export class Spool extends EventEmitter<{ committed: [bigint] }> {
           if (out.length >= max) break;
           const first = k.readBigUInt64BE(1);
           decodeEntry(first, v, from, max - out.length, out);
-          if (v[0] === BLOCK_VERSION) this.recentBlock = [first, v];
+          if (v[0] === BLOCK_VERSION) this.recentBlocks.add(first, v);
         }
         want = rows[rows.length - 1]![1][0] === BLOCK_VERSION ? 1 : max - out.length;
       }
@@ -906,8 +923,12 @@ export class Spool extends EventEmitter<{ committed: [bigint] }> {
     return out;
   }
 
-  /** The block `read` decoded last: blocks never change once written, so it stays valid. */
-  private recentBlock: [bigint, Buffer] | null = null;
+  /**
+   * The blocks `read` decoded last: blocks never change once written, so they stay valid. A
+   * few, not one: exporters at different points of the spool (one catching up after an
+   * outage, one at the head) would otherwise fetch each other's block again on every read.
+   */
+  private readonly recentBlocks = new RecentBlocks(8);
 
   /** The 's' entry whose records include `offset`, if any: its first offset and value. */
   private async entryAt(offset: bigint): Promise<[bigint, Buffer] | undefined> {
@@ -924,10 +945,10 @@ export class Spool extends EventEmitter<{ committed: [bigint] }> {
     const out: (StoredRecord | undefined)[] = [];
     // Offsets asked together are often in one block (a dead-letter replay): reuse the last one;
     // an exporter's lag check asks for the record after its cursor, often in `read`'s last block.
-    let entry: [bigint, Buffer] | undefined = this.recentBlock ?? undefined;
+    let entry: [bigint, Buffer] | undefined;
     for (const o of offsets) {
       if (!entry || o < entry[0] || o >= entry[0] + BigInt(entryCount(entry[1])))
-        entry = await this.entryAt(o);
+        entry = this.recentBlocks.holding(o) ?? (await this.entryAt(o));
       const one: StoredRecord[] = [];
       if (entry) decodeEntry(entry[0], entry[1], o, 1, one);
       out.push(one[0]);
