@@ -541,6 +541,26 @@ describe('spool: format guard', () => {
     expect((await allKeys()).get(Buffer.from('mformat').toString('hex'))).toBe(`0000000${SPOOL_FORMAT}`);
   });
 
+  it('a read-only open refuses every write and leaves the spool as it was', async () => {
+    const a = agentState();
+    await spool.commit({ ...a, seq: '2' }, records(randomUUID(), 0n, 2n));
+    await reopen({ readOnly: true });
+    const before = await allKeys();
+    const writes: [string, () => Promise<unknown>][] = [
+      ['commit', () => spool.commit({ ...a, seq: '5' }, records(randomUUID(), 3n, 5n))],
+      ['putAgent', () => spool.putAgent(a)],
+      ['commitExport', () => spool.commitExport({ exporter: 'file', cursorKey: 'file', cursor: 2 })],
+      ['queueReplay', () => spool.queueReplay('file')],
+      ['putCursor', () => spool.putCursor('file', 1)],
+      ['enroll', () => spool.enroll(agentState(), 'token-1')],
+      ['pruneEventIds', () => spool.pruneEventIds()],
+      ['addViolation', () => spool.addViolation({ fault: 'test' })],
+    ];
+    for (const [name, write] of writes)
+      await expect(write(), name).rejects.toMatchObject({ code: 'ST_SPOOL_READ_ONLY' });
+    expect(await allKeys()).toEqual(before);
+  });
+
   it('read-only opens refuse a format-1 spool (start the collector once) and leave it as it was', async () => {
     await spool.commit(agentState(), records(randomUUID(), 0n, 2n));
     // Format 1 as far as the guard looks: an agent key under 'a', an 8-byte next offset, no format key.

@@ -485,7 +485,8 @@ export class Spool extends EventEmitter<{ committed: [bigint] }> {
       );
     }
     try {
-      await this.checkFormat(opts.readOnly === true);
+      this.readOnly = opts.readOnly === true;
+      await this.checkFormat(this.readOnly);
     } catch (err) {
       await this.db.close();
       throw err;
@@ -502,6 +503,17 @@ export class Spool extends EventEmitter<{ committed: [bigint] }> {
 
   /** Keys `open` moved from the older layout (0 when the spool was in this one already). */
   migrated = 0;
+
+  /** Opened with `readOnly`: the write methods refuse (a read-only command must not change a spool). */
+  private readOnly = false;
+
+  private readOnlyError(): SealtrailError {
+    return new SealtrailError('ST_SPOOL_READ_ONLY', `spool ${this.dir} was opened read-only`);
+  }
+
+  private assertWritable(): void {
+    if (this.readOnly) throw this.readOnlyError();
+  }
 
   /** Refuses a newer format; brings an older one to this one unless `readOnly` (see the header). */
   private async checkFormat(readOnly: boolean): Promise<void> {
@@ -613,6 +625,7 @@ export class Spool extends EventEmitter<{ committed: [bigint] }> {
   }
 
   async putAgent(state: AgentState): Promise<void> {
+    this.assertWritable();
     await this.db.put(agentKey(state.agent_id), Buffer.from(JSON.stringify(state)), {
       sync: true,
     });
@@ -653,6 +666,7 @@ export class Spool extends EventEmitter<{ committed: [bigint] }> {
 
   /** Stores verified records and the agent's new head durably; resolves once synced. */
   commit(agent: AgentState, records: IncomingRecord[]): Promise<{ duplicateIds: number }> {
+    if (this.readOnly) return Promise.reject(this.readOnlyError());
     if (this.closed)
       return Promise.reject(new SealtrailError('ST_SPOOL_CLOSED', 'spool is closed', { retryable: true }));
     return new Promise((resolve, reject) => {
@@ -988,6 +1002,7 @@ export class Spool extends EventEmitter<{ committed: [bigint] }> {
     /** Numbers of replayed dead letters now settled. */
     replayed?: string[];
   }): Promise<void> {
+    this.assertWritable();
     const ops: Op[] = [];
     const dead = p.deadLetters ?? [];
     if (p.cursorKey !== undefined && p.cursor !== undefined) {
@@ -1022,6 +1037,7 @@ export class Spool extends EventEmitter<{ committed: [bigint] }> {
 
   /** Moves dead letters (all of the exporter's, or the numbers given) to its replay queue; returns how many. */
   async queueReplay(exporter: string, numbers?: string[]): Promise<number> {
+    this.assertWritable();
     const want = numbers ? new Set(numbers) : undefined;
     const ops: Op[] = [];
     for await (const d of this.deadLetters(exporter)) {
@@ -1044,11 +1060,13 @@ export class Spool extends EventEmitter<{ committed: [bigint] }> {
   }
 
   async putCursor(name: string, value: unknown): Promise<void> {
+    this.assertWritable();
     await this.db.put(key('x', Buffer.from(name)), Buffer.from(JSON.stringify(value)), { sync: true });
   }
 
   /** Registers an enrolled agent and spends its token in one batch; false when the token was used already. */
   async enroll(state: AgentState, tokenId: string): Promise<boolean> {
+    this.assertWritable();
     const k = key('t', Buffer.from(tokenId));
     if ((await this.db.get(k)) !== undefined) return false;
     await this.db.batch(
@@ -1067,6 +1085,7 @@ export class Spool extends EventEmitter<{ committed: [bigint] }> {
 
   /** Forgets event ids older than the dedupe window; returns how many. */
   async pruneEventIds(): Promise<number> {
+    this.assertWritable();
     const cutoff = BigInt(Date.now() - this.dedupeWindowMs);
     let ops: Op[] = [];
     let pruned = 0;
@@ -1085,6 +1104,7 @@ export class Spool extends EventEmitter<{ committed: [bigint] }> {
 
   /** Keeps evidence of an integrity violation; append-only. */
   addViolation(evidence: Record<string, unknown>): Promise<bigint> {
+    if (this.readOnly) return Promise.reject(this.readOnlyError());
     const next = this.violationChain.then(() => this.writeViolation(evidence));
     this.violationChain = next.catch(() => undefined);
     return next;
