@@ -13,7 +13,8 @@
 //      BENCH_TRANSPORT_BURST (events per agent in the unthrottled run, 1,000),
 //      BENCH_TRANSPORT_PARTS (which of 1,2,3 to run; all by default),
 //      BENCH_TRANSPORT_PROFILE (a directory: the collector writes a V8 CPU profile there on exit),
-//      BENCH_TRANSPORT_NODE_FLAGS (extra node flags for the collector, e.g. --max-semi-space-size=32).
+//      BENCH_TRANSPORT_NODE_FLAGS (extra node flags for the collector, e.g. --max-semi-space-size=32),
+//      BENCH_TRANSPORT_AGENT_PROFILE (a directory: run 1's agent writes a V8 CPU profile there on exit).
 import { execFile, spawn } from 'node:child_process';
 import { generateKeyPairSync, randomUUID, sign } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -37,6 +38,7 @@ const BURST = Number(process.env.BENCH_TRANSPORT_BURST ?? 1_000);
 const PARTS = new Set((process.env.BENCH_TRANSPORT_PARTS ?? '1,2,3').split(',').map(Number));
 const PROFILE = process.env.BENCH_TRANSPORT_PROFILE;
 const NODE_FLAGS = (process.env.BENCH_TRANSPORT_NODE_FLAGS ?? '').split(' ').filter(Boolean);
+const AGENT_PROFILE = process.env.BENCH_TRANSPORT_AGENT_PROFILE;
 const BATCH = 1_000;
 const WINDOW = 8;
 
@@ -382,7 +384,13 @@ sources:
   const before = await spoolHead();
   const target = before + ONE_AGENT_EVENTS + 1; // record 0 and the events (checkpoints come on top)
   const agent = await startProc(
-    [AGENT_BIN, 'run', '--config', agentConfig],
+    [
+      ...(AGENT_PROFILE ? ['--cpu-prof', '--cpu-prof-dir', AGENT_PROFILE] : []),
+      AGENT_BIN,
+      'run',
+      '--config',
+      agentConfig,
+    ],
     `http://127.0.0.1:${agentHttp}/healthz`,
   );
   // Timed from the first stored record to the last, so the agent's start-up (its journal
@@ -390,11 +398,13 @@ sources:
   await waitUntil('the first record', async () => (await spoolHead()) > before);
   const stop = meter(collector.pid);
   const agentCpu0 = procCpuSeconds(agent.pid);
+  const agentThreads0 = procThreadCpu(agent.pid);
   const first = await spoolHead();
   await waitUntil('the whole journal', async () => (await spoolHead()) >= target, 600_000);
   const m = stop();
   const agentCpuS = procCpuSeconds(agent.pid) - agentCpu0;
   const n = target - first;
+  const agentThreads = threadSplit(agentThreads0, procThreadCpu(agent.pid), n);
   const rate = n / m.wall;
   console.log(
     `1 agent (real agent binary, journal of ${fmt(ONE_AGENT_EVENTS)} × ~${Math.round(bytes / ONE_AGENT_EVENTS)} B): ` +
@@ -402,6 +412,7 @@ sources:
       `collector CPU ${m.collectorCpu.toFixed(0)}% (${usPer(m.cpuS, n)} µs/event), ` +
       `agent CPU ${((100 * agentCpuS) / m.wall).toFixed(0)}% (${usPer(agentCpuS, n)} µs/event), RSS ${m.rss} MiB`,
   );
+  console.log(`  agent CPU by thread (µs/event): ${agentThreads}`);
   agent.kill('SIGTERM');
   await new Promise((r) => agent.once('exit', r));
 }

@@ -24,7 +24,9 @@ function methodDefinition(method: DescMethod): grpc.MethodDefinition<unknown, un
     path: `/${method.parent.typeName}/${method.name}`,
     requestStream: method.methodKind === 'client_streaming' || method.methodKind === 'bidi_streaming',
     responseStream: method.methodKind === 'server_streaming' || method.methodKind === 'bidi_streaming',
-    requestSerialize: (m: unknown) => Buffer.from(toBinary(input, m as MessageShape<DescMessage>)),
+    // A request already encoded (the agent's batches, encodeBatchRequest) goes as it is.
+    requestSerialize: (m: unknown) =>
+      Buffer.isBuffer(m) ? m : Buffer.from(toBinary(input, m as MessageShape<DescMessage>)),
     requestDeserialize: (b: Buffer) => fromBinary(input, b),
     responseSerialize: (m: unknown) => Buffer.from(toBinary(output, m as MessageShape<DescMessage>)),
     responseDeserialize: (b: Buffer) => fromBinary(output, b),

@@ -954,28 +954,39 @@ export class Journal extends EventEmitter<{
         `record ${through.chain}:${through.seq} is not in the journal`,
       );
     }
-    const ops: Op[] = [];
     let bytes = 0;
     let records = 0;
     // From the acked record's own head mark on; through's mark stays (it may be the head's).
     const gte = a ? headMarkKey(a.chain, a.seq) : Buffer.from('r');
     const lte = recordKey(through.chain, through.seq);
-    for await (const [key, value] of this.db.iterator({ gte, lte })) {
-      ops.push({ type: 'del', key });
-      if (isHeadMark(key)) continue;
-      bytes += payloadSize(value);
-      records++;
+    // Read in chunks of 2,000 (an ack is usually one batch: one native call) into a chained
+    // batch: iterating entry by entry into an array of op objects cost ~2 µs per record (profile).
+    const batch = this.db.batch();
+    let counts: { bytes: number; records: number };
+    try {
+      await this.scan({ gte, lte }, (rows) => {
+        for (const [key, value] of rows) {
+          batch.del(key);
+          if (isHeadMark(key)) continue;
+          bytes += payloadSize(value);
+          records++;
+        }
+        return true;
+      });
+      counts = { bytes: this.ackedCount.bytes + bytes, records: this.ackedCount.records + records };
+      const value = {
+        chain: through.chain,
+        seq: through.seq.toString(),
+        hash: hash.toString('hex'),
+        ...counts,
+      };
+      batch.put(META_ACKED, Buffer.from(JSON.stringify(value)));
+      // Not synced: losing this on a crash only means the collector sees (and drops) duplicates.
+      await batch.write();
+    } catch (err) {
+      await batch.close().catch(() => undefined);
+      throw err;
     }
-    const counts = { bytes: this.ackedCount.bytes + bytes, records: this.ackedCount.records + records };
-    const value = {
-      chain: through.chain,
-      seq: through.seq.toString(),
-      hash: hash.toString('hex'),
-      ...counts,
-    };
-    ops.push({ type: 'put', key: META_ACKED, value: Buffer.from(JSON.stringify(value)) });
-    // Not synced: losing this on a crash only means the collector sees (and drops) duplicates.
-    await this.db.batch(ops);
     this.ackedPos = { chain: through.chain, seq: through.seq, hash };
     this.ackedCount = counts;
     // The collector has what the lazy check had not reached yet: it starts again from there.

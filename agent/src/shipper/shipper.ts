@@ -11,6 +11,7 @@ import * as grpc from '@grpc/grpc-js';
 import {
   ChainHeadSchema,
   createClient,
+  encodeBatchRequest,
   Ingest,
   message,
   StreamRequestSchema,
@@ -44,7 +45,8 @@ const MIN_BATCH_BYTES = 64 * 1024;
 
 const after = (a: Position, b: Position) => a.chain > b.chain || (a.chain === b.chain && a.seq > b.seq);
 
-type Stream = grpc.ClientDuplexStream<ReturnType<typeof message<typeof StreamRequestSchema>>, StreamResponse>;
+type StreamMessage = ReturnType<typeof message<typeof StreamRequestSchema>>;
+type Stream = grpc.ClientDuplexStream<StreamMessage, StreamResponse>;
 
 /** Full jitter (AWS architecture blog, "Exponential Backoff And Jitter"): uniform in [0, min(max, base·mult^n)]. */
 export function backoffDelay(attempt: number, initialMs: number, maxMs: number, multiplier: number): number {
@@ -191,15 +193,9 @@ export class Shipper {
           }
           const last = records[records.length - 1]!;
           const chainId = journal.chainMeta(last.chain)!.chainId;
-          // A record whose payload was dropped (journal full) travels as its event hash.
-          const wire = records.map((r) =>
-            r.eventBytes
-              ? { seq: r.seq, recordHash: r.recordHash, eventBytes: r.eventBytes }
-              : { seq: r.seq, recordHash: r.recordHash, eventHash: r.eventHash },
-          );
-          const ok = call.write(
-            message(StreamRequestSchema, { body: { case: 'batch', value: { chainId, records: wire } } }),
-          );
+          // Encoded straight from the journal's records (a dropped payload travels as its event
+          // hash); the stream's serializer passes an encoded Buffer through as it is.
+          const ok = call.write(encodeBatchRequest(chainId, records) as unknown as StreamMessage);
           inflight.push({ chain: last.chain, seq: last.seq });
           lastSent = { chain: last.chain, seq: last.seq };
           this.m.batches.inc();
