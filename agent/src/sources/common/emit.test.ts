@@ -1,7 +1,7 @@
 import { CATEGORIES, canonicalBytes, decodeEvent, eventSchema, OUTCOMES, SEVERITIES } from '@sealtrail/event';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { builtValid, type EventDraft, EventEncoder, isoUtc } from './emit.js';
+import { builtValid, type EventDraft, EventEncoder, fastEventId, isoUtc } from './emit.js';
 import { compileRedaction, type RedactRule, redactRuleSchema } from './redact.js';
 import { type Kit, makeKit } from './testkit.js';
 
@@ -68,6 +68,25 @@ const rule: fc.Arbitrary<RedactRule> = fc
   )
   .filter((r) => redactRuleSchema.safeParse(r).success)
   .map((r) => redactRuleSchema.parse(r));
+
+describe('fastEventId', () => {
+  it('writes UUIDv7 ids carrying their millisecond, unique across pool refills', () => {
+    const ids = new Set<string>();
+    const t0 = 1_700_000_000_000;
+    // 1,000 ids: two and a half pools of 400; the millisecond moves every 7 ids.
+    for (let i = 0; i < 1000; i++) {
+      const ms = t0 + Math.floor(i / 7);
+      const id = fastEventId(ms);
+      expect(id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+      expect(eventSchema.shape.id.safeParse(id).success).toBe(true);
+      expect(Number.parseInt(id.slice(0, 8) + id.slice(9, 13), 16)).toBe(ms);
+      ids.add(id);
+    }
+    expect(ids.size).toBe(1000);
+    expect(Number.parseInt(fastEventId(0).slice(0, 8), 16)).toBe(0);
+    expect(fastEventId(2 ** 48 - 1).slice(0, 13)).toBe('ffffffff-ffff');
+  });
+});
 
 describe('builtValid: the event schema’s verdict on built events, without zod', () => {
   it('agrees with eventSchema on random drafts after random redaction', () => {

@@ -144,25 +144,38 @@ function fields(
 
 /**
  * UUIDv7 (RFC 9562: 48-bit Unix ms, version 7, variant 10, 74 random bits) from a pooled
- * random buffer: one `randomFillSync` per 400 ids instead of one per few, which a
- * 100,000 lines/s tail notices. Same format as `newEventId()`.
+ * random buffer: one `randomBytes` per 400 ids instead of one per few, which a 100,000
+ * lines/s tail notices. The pool gets its version and variant bits and its hex text once,
+ * at refill, and the time part's text is kept for the millisecond: an id is then slices of
+ * two strings (about 0.1 µs, against 0.25 for a Buffer write and hex per id). Same format
+ * as `newEventId()`; emit.test.ts checks the layout and the time.
  */
-let pool = Buffer.alloc(0);
-let poolOffset = 0;
-const idBytes = Buffer.alloc(16);
+const POOL_IDS = 400;
+let poolHex = '';
+let poolPos = 0;
+let prefixMs = -1;
+let prefix = '';
+
+function refillIds(): void {
+  const b = randomBytes(POOL_IDS * 10);
+  for (let i = 0; i < b.length; i += 10) {
+    b[i] = 0x70 | (b[i]! & 0x0f); // version 7 (id byte 6)
+    b[i + 2] = 0x80 | (b[i + 2]! & 0x3f); // variant 10 (id byte 8)
+  }
+  poolHex = b.toString('hex');
+  poolPos = 0;
+}
 
 export function fastEventId(now = Date.now()): string {
-  if (poolOffset + 10 > pool.length) {
-    pool = randomBytes(4000);
-    poolOffset = 0;
+  if (poolPos === poolHex.length) refillIds();
+  if (now !== prefixMs) {
+    const t = now.toString(16).padStart(12, '0');
+    prefix = `${t.slice(0, 8)}-${t.slice(8, 12)}-`;
+    prefixMs = now;
   }
-  idBytes.writeUIntBE(now, 0, 6);
-  pool.copy(idBytes, 6, poolOffset, poolOffset + 10);
-  poolOffset += 10;
-  idBytes[6] = 0x70 | (idBytes[6]! & 0x0f);
-  idBytes[8] = 0x80 | (idBytes[8]! & 0x3f);
-  const h = idBytes.toString('hex');
-  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+  const p = poolPos;
+  poolPos += 20;
+  return `${prefix}${poolHex.slice(p, p + 4)}-${poolHex.slice(p + 4, p + 8)}-${poolHex.slice(p + 8, p + 20)}`;
 }
 
 const TYPE_RE = /^[a-z0-9_]+(\.[a-z0-9_]+)*$/;
