@@ -602,9 +602,10 @@ export class Journal extends EventEmitter<{
     // A chain start is written alone, as record 0 of its chain, chained from zero.
     const starting = all[0]!.req.chain;
     const chainNo = starting ? starting.no : this.current!.no;
-    const group = all.filter((p) => p.req.forChain === undefined || p.req.forChain === chainNo);
+    const stale = (p: Pending) => p.req.forChain !== undefined && p.req.forChain !== chainNo;
+    const group = all.some(stale) ? all.filter((p) => !stale(p)) : all;
     for (const p of all) {
-      if (group.includes(p)) continue;
+      if (!stale(p)) continue;
       p.reject(
         new SealtrailError(
           'ST_JOURNAL_CHAIN_MOVED',
