@@ -8,11 +8,13 @@
 import { decodeEvent } from './event.js';
 import { EVENT_TYPE, MAX_TYPE_CHARS, UTC_TIME, UUID } from './patterns.js';
 import {
+  ACTOR_FIELDS,
   type AuditEvent,
   CATEGORIES,
   MAX_FIELD_CHARS,
   MAX_MESSAGE_CHARS,
   OUTCOMES,
+  RESOURCE_FIELDS,
   SEVERITIES,
   SOURCE_KINDS,
 } from './schema.js';
@@ -21,8 +23,8 @@ const categories = new Set<unknown>(CATEGORIES);
 const severities = new Set<unknown>(SEVERITIES);
 const outcomes = new Set<unknown>(OUTCOMES);
 const sourceKinds = new Set<unknown>(SOURCE_KINDS);
-const actorKeys = new Set(['user', 'uid', 'ip', 'session_id', 'user_agent', 'request_id']);
-const resourceKeys = new Set(['kind', 'name', 'id']);
+const actorKeys = new Set(ACTOR_FIELDS);
+const resourceKeys = new Set(RESOURCE_FIELDS);
 
 type Json = Record<string, unknown>;
 

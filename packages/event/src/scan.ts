@@ -14,10 +14,12 @@
  */
 import { EVENT_TYPE, MAX_TYPE_CHARS, UTC_TIME, UUID } from './patterns.js';
 import {
+  ACTOR_FIELDS,
   CATEGORIES,
   MAX_FIELD_CHARS,
   MAX_MESSAGE_CHARS,
   OUTCOMES,
+  RESOURCE_FIELDS,
   SEVERITIES,
   SOURCE_KINDS,
 } from './schema.js';
@@ -59,8 +61,8 @@ const TOP_KEYS = bytesOf([
 const REQUIRED = (1 << 10) - 1;
 const HOST_KEYS = bytesOf(['id', 'name', 'os']);
 const SOURCE_KEYS = bytesOf(['kind', 'name']);
-const ACTOR_KEYS = bytesOf(['user', 'uid', 'ip', 'session_id', 'user_agent', 'request_id']);
-const RESOURCE_KEYS = bytesOf(['kind', 'name', 'id']);
+const ACTOR_KEYS = bytesOf(ACTOR_FIELDS);
+const RESOURCE_KEYS = bytesOf(RESOURCE_FIELDS);
 const CATEGORY_VALUES = bytesOf(CATEGORIES);
 const SEVERITY_VALUES = bytesOf(SEVERITIES);
 const OUTCOME_VALUES = bytesOf(OUTCOMES);

@@ -8,22 +8,11 @@
  *          equal (joins, counting) while the value cannot be read back or brute-forced without the key
  */
 import { createHmac } from 'node:crypto';
-import type { AuditEvent } from '@sealtrail/event';
+import { type AuditEvent, REQUIRED_EVENT_FIELDS } from '@sealtrail/event';
 import { z } from 'zod';
 
 /** Fields the event schema requires: a rule may mask or hash them, never drop them. */
-const REQUIRED = new Set([
-  'id',
-  'time',
-  'observed_time',
-  'category',
-  'type',
-  'severity',
-  'outcome',
-  'action',
-  'host',
-  'source',
-]);
+const REQUIRED = new Set(REQUIRED_EVENT_FIELDS);
 /** Fields whose value has a fixed shape: changing them would make the event invalid. */
 const IMMUTABLE = new Set(['id', 'time', 'observed_time', 'category', 'type', 'severity', 'outcome']);
 
