@@ -9,7 +9,7 @@ import type { EnrollRequest, EnrollResponse } from '@sealtrail/proto';
 import { EnrollResponseSchema, message } from '@sealtrail/proto';
 import type { Logger } from '@sealtrail/telemetry';
 import { checkToken } from '../pki/tokens.js';
-import type { Spool } from '../spool/spool.js';
+import { newAgentState, type Spool } from '../spool/spool.js';
 
 export interface EnrollDeps {
   spool: Spool;
@@ -65,19 +65,7 @@ export function enrollHandler(deps: EnrollDeps) {
       );
     }
     const now = new Date().toISOString();
-    const state = known ?? {
-      agent_id: req.agentId,
-      public_key: key,
-      hostname: req.hostname,
-      first_seen: now,
-      last_seen: now,
-      chain_id: null,
-      seq: null,
-      hash: null,
-      chains: [],
-      records: 0,
-      duplicates: 0,
-    };
+    const state = known ?? newAgentState(req.agentId, key, req.hostname, now);
     state.enrolled_at = now;
     state.hostname = req.hostname || state.hostname;
     if (!(await deps.spool.enroll(state, check.claims.jti))) {

@@ -24,7 +24,7 @@ import {
   StreamResponseSchema,
 } from '@sealtrail/proto';
 import type { Logger } from '@sealtrail/telemetry';
-import type { AgentState, IncomingRecord, Spool } from '../spool/spool.js';
+import { type AgentState, type IncomingRecord, newAgentState, type Spool } from '../spool/spool.js';
 import type { InHandBudget } from './budget.js';
 import type { ReceiverMetrics } from './metrics.js';
 import { RecordChecker } from './verify.js';
@@ -299,19 +299,7 @@ export class Session {
     // Checked on the state this stream will use, after claiming it: an operator's revoke or
     // accept-chain in progress has landed by then.
     if (current) this.checkStanding(current);
-    this.state = current ?? {
-      agent_id: hello.agentId,
-      public_key: key.toString('base64'),
-      hostname: hello.hostname,
-      first_seen: now,
-      last_seen: now,
-      chain_id: null,
-      seq: null,
-      hash: null,
-      chains: [],
-      records: 0,
-      duplicates: 0,
-    };
+    this.state = current ?? newAgentState(hello.agentId, key.toString('base64'), hello.hostname, now);
     if (!current) await this.deps.spool.putAgent(this.state);
     const s = this.state;
     this.send({

@@ -8,7 +8,14 @@ import { ClassicLevel } from 'classic-level';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { listDeadLetters } from '../exporters/deadletter.js';
 import { mulberry32 } from '../testkit/random.js';
-import { type AgentState, eventIdKey, type IncomingRecord, SPOOL_FORMAT, Spool } from './spool.js';
+import {
+  type AgentState,
+  eventIdKey,
+  type IncomingRecord,
+  newAgentState,
+  SPOOL_FORMAT,
+  Spool,
+} from './spool.js';
 import { verifySpool } from './verify.js';
 
 let dir: string;
@@ -25,19 +32,7 @@ afterEach(async () => {
 });
 
 function agentState(agentId = randomUUID()): AgentState {
-  return {
-    agent_id: agentId,
-    public_key: '',
-    hostname: 'h',
-    first_seen: '',
-    last_seen: '',
-    chain_id: null,
-    seq: null,
-    hash: null,
-    chains: [],
-    records: 0,
-    duplicates: 0,
-  };
+  return newAgentState(agentId, '', 'h', '');
 }
 
 /** A stand-in record hash that names its history, so two versions of a seq differ. */

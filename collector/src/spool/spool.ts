@@ -99,6 +99,23 @@ export interface AgentState {
   blocked?: { fault: string; chain_id: string; seq: string; since: string } | null;
 }
 
+/** The state of an agent seen for the first time: no chain yet, nothing stored. */
+export function newAgentState(agentId: string, publicKey: string, hostname: string, now: string): AgentState {
+  return {
+    agent_id: agentId,
+    public_key: publicKey,
+    hostname,
+    first_seen: now,
+    last_seen: now,
+    chain_id: null,
+    seq: null,
+    hash: null,
+    chains: [],
+    records: 0,
+    duplicates: 0,
+  };
+}
+
 export interface IncomingRecord {
   chainId: string;
   seq: bigint;

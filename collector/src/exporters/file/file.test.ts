@@ -6,7 +6,7 @@ import { RecordHasher, ZERO_HASH } from '@sealtrail/chain';
 import { type AuditEvent, canonicalBytes, newEventId } from '@sealtrail/event';
 import { createLogger, Registry } from '@sealtrail/telemetry';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { type AgentState, type IncomingRecord, Spool } from '../../spool/spool.js';
+import { type AgentState, type IncomingRecord, newAgentState, Spool } from '../../spool/spool.js';
 import type { Exporter } from '../exporter.js';
 import { fileExporterConfigSchema } from './config.js';
 import { encodeNativeLine } from './encode.js';
@@ -97,19 +97,7 @@ beforeEach(async () => {
   spool = new Spool(join(dir, 'spool'));
   await spool.open();
   const now = new Date().toISOString();
-  agent = {
-    agent_id: AGENT_ID,
-    public_key: '',
-    hostname: 'web-1',
-    first_seen: now,
-    last_seen: now,
-    chain_id: CHAIN_ID,
-    seq: null,
-    hash: null,
-    chains: [],
-    records: 0,
-    duplicates: 0,
-  };
+  agent = { ...newAgentState(AGENT_ID, '', 'web-1', now), chain_id: CHAIN_ID };
   prev = ZERO_HASH;
   nextSeq = 0n;
 });

@@ -11,7 +11,7 @@ import { gunzipSync } from 'node:zlib';
 import { type AuditEvent, canonicalBytes, newEventId } from '@sealtrail/event';
 import { createLogger, createRegistry, type Registry } from '@sealtrail/telemetry';
 import { MockAgent } from 'undici';
-import { type AgentState, type IncomingRecord, Spool } from '../../spool/spool.js';
+import { type AgentState, type IncomingRecord, newAgentState, Spool } from '../../spool/spool.js';
 import type { Exporter, ExporterSettings } from '../exporter.js';
 
 export const AGENT_ID = '0190a0b0-0000-7000-8000-000000000001';
@@ -40,17 +40,8 @@ export class TestSpool {
   spool = new Spool(join(this.dir, 'spool'));
   private seq = 0n;
   private agent: AgentState = {
-    agent_id: AGENT_ID,
-    public_key: '',
-    hostname: 'web-1',
-    first_seen: new Date().toISOString(),
-    last_seen: new Date().toISOString(),
+    ...newAgentState(AGENT_ID, '', 'web-1', new Date().toISOString()),
     chain_id: CHAIN_ID,
-    seq: null,
-    hash: null,
-    chains: [],
-    records: 0,
-    duplicates: 0,
   };
 
   async open(): Promise<this> {
