@@ -4,7 +4,8 @@
  *
  *   node bench/sources.mjs            all of them (npm run build first; run with Node 24: npx node …)
  *   node bench/sources.mjs fim 10000  one FIM initial scan of a fresh 10,000-file tree, then a restart's compare
- *   node bench/sources.mjs tail 200000
+ *   node bench/sources.mjs tail 200000   as the agent runs it: parsed on a worker thread, sealed on the main one
+ *                                      (BENCH_TAIL_INLINE=1: all on the main thread, worker_thread: false)
  *   node bench/sources.mjs tail-source 200000   the same into a discarding sink: the source's own CPU
  *   node bench/sources.mjs idle 30    the agent with installers/config/agent.linux.yaml, 30 s idle window
  *
@@ -100,6 +101,13 @@ async function fimPhase(phase, dir) {
   await source.ready;
   await source.idle();
   const ms = performance.now() - t0;
+  if (process.env.PROBE && source.worker)
+    console.error(
+      'worker elu',
+      source.worker.performance.eventLoopUtilization(),
+      'main elu',
+      performance.eventLoopUtilization(),
+    );
   const cpu = process.cpuUsage(c0);
   clearInterval(sample);
   const files = source.baselineSize;
@@ -130,6 +138,8 @@ async function fimPhase(phase, dir) {
 async function tail(n, sink = 'journal') {
   const { makeKit } = await import(dist('sources/common/testkit.js'));
   const { LogTail } = await import(dist('sources/log_tail/log_tail.js'));
+  const { ThreadedSource } = await import(dist('sources/threaded/threaded.js'));
+  const { AdaptiveLogTail } = await import(dist('sources/threaded/adaptive.js'));
   const { logTailConfigSchema } = await import(dist('sources/log_tail/config.js'));
   const kit = await makeKit();
   const sample = readFileSync(join(ROOT, 'agent/src/sources/log_tail/testdata/auth.log'), 'utf8')
@@ -160,23 +170,40 @@ async function tail(n, sink = 'journal') {
     };
     settings = { ...kit.settings, journal: discard };
   }
-  const source = new LogTail(
-    settings,
-    logTailConfigSchema.parse({
-      type: 'log_tail',
-      name: 'auth',
-      include: [file],
-      start_at: 'beginning',
-      parser: 'linux_auth',
-      poll_interval: '10ms',
-      ...(process.env.BENCH_TAIL_CHUNK ? { read_chunk_bytes: process.env.BENCH_TAIL_CHUNK } : {}),
-    }),
-  );
+  const config = logTailConfigSchema.parse({
+    type: 'log_tail',
+    name: 'auth',
+    include: [file],
+    start_at: 'beginning',
+    parser: 'linux_auth',
+    poll_interval: '10ms',
+    ...(process.env.BENCH_TAIL_CHUNK ? { read_chunk_bytes: process.env.BENCH_TAIL_CHUNK } : {}),
+    ...(process.env.BENCH_TAIL_THREAD ? { worker_thread: process.env.BENCH_TAIL_THREAD } : {}),
+  });
+  // As the agent runs it (worker_thread: auto, BENCH_TAIL_THREAD overrides): on this thread,
+  // moving to a worker thread after 1 s of backlog; `always` there from the start, `never` here.
+  // The discarding sink runs it here.
+  const thread = sink === 'discard' ? 'never' : config.worker_thread;
+  const source =
+    thread === 'auto'
+      ? new AdaptiveLogTail(settings, config)
+      : thread === 'always'
+        ? new ThreadedSource(settings, 'log_tail', config)
+        : new LogTail(settings, config);
   const cpu0 = process.cpuUsage();
   const main0 = process.threadCpuUsage();
   const t0 = performance.now();
   await source.start();
-  while (sealed() < n) await new Promise((r) => setTimeout(r, 5));
+  // The first batch sealed: the source is running (its worker thread started, files found).
+  let tFirst = 0;
+  let first = 0;
+  while (sealed() < n) {
+    await new Promise((r) => setTimeout(r, 5));
+    if (!tFirst && sealed() > 0) {
+      tFirst = performance.now();
+      first = sealed();
+    }
+  }
   const ms = performance.now() - t0;
   const cpu = process.cpuUsage(cpu0);
   const main = process.threadCpuUsage(main0);
@@ -191,11 +218,18 @@ async function tail(n, sink = 'journal') {
   const mainUs = main.user + main.system;
   return {
     bench: sink === 'discard' ? 'log_tail_linux_auth_source_only' : 'log_tail_linux_auth',
+    worker_thread: thread,
+    // Where it ran at the end (auto moves it once its backlog lasted a second).
+    ran_on: source instanceof AdaptiveLogTail ? source.mode : thread === 'always' ? 'worker' : 'main',
     lines: n,
     seconds: +(ms / 1000).toFixed(2),
     lines_per_second: Math.round(n / (ms / 1000)),
+    // Without start-up (module loading on the worker thread, about 0.2 s): from the first batch sealed.
+    steady_lines_per_second: Math.round((n - first) / ((t0 + ms - tFirst) / 1000)),
+    start_ms: Math.round(tFirst - t0),
     cpu_us_per_line: +(total / n).toFixed(2),
-    // The JavaScript thread alone, and the rest (LevelDB's writer and compaction, libuv's pool, GC helpers).
+    // The main JavaScript thread alone, and the rest (the source's worker thread, LevelDB's writer
+    // and compaction, libuv's pool, GC helpers).
     cpu_main_us_per_line: +(mainUs / n).toFixed(2),
     cpu_other_us_per_line: +((total - mainUs) / n).toFixed(2),
     cpu_cores_busy: +(total / 1000 / ms).toFixed(2),

@@ -2,8 +2,10 @@ import { execFile } from 'node:child_process';
 import { appendFileSync, mkdirSync, readFileSync, renameSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { SealtrailError } from '@sealtrail/errors';
 import type { AuditEvent } from '@sealtrail/event';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { Journal } from '../../journal/journal.js';
 import type { EventDraft } from '../common/emit.js';
 import { type Kit, makeKit, waitUntil } from '../common/testkit.js';
 import { logTailConfigSchema } from './config.js';
@@ -367,6 +369,35 @@ describe('log_tail', () => {
     await waitUntil('150', async () => (await lines()).length >= 150);
     await new Promise((r) => setTimeout(r, 100));
     expect(await lines()).toEqual(Array.from({ length: 150 }, (_, i) => `l${i}`));
+  });
+
+  it('a failed journal write loses nothing: its lines and every later batch are read again', async () => {
+    const f = join(dir, 'a.log');
+    const all = Array.from({ length: 20_000 }, (_, i) => `l${i}`);
+    writeFileSync(f, `${all.join('\n')}\n`);
+    // The 3rd and 7th batches with events fail, late: the next chunk is parsed (and, before
+    // the fix, sealed with a position past the failed lines) while they are "being written".
+    let batches = 0;
+    const journal = {
+      position: (name: string) => kit.journal.position(name),
+      append: async (req: Parameters<Journal['append']>[0]) => {
+        if (req.events.length > 0 && [3, 7].includes(++batches)) {
+          await new Promise((r) => setTimeout(r, 30));
+          throw new SealtrailError('ST_JOURNAL_WRITE', 'journal write failed (ENOSPC)', { retryable: true });
+        }
+        return kit.journal.append(req);
+      },
+    } as unknown as Journal;
+    tail = new LogTail(
+      { ...kit.settings, journal },
+      config({ start_at: 'beginning', read_chunk_bytes: '4KiB', poll_interval: '5ms' }),
+    );
+    await tail.start();
+    await waitUntil('every line', async () => (await lines()).length >= all.length, 20_000);
+    await tail.stop();
+    tail = null;
+    expect(batches).toBeGreaterThan(7);
+    expect(await lines()).toEqual(all);
   });
 
   it('cuts over-long lines at max_line_bytes and says so', async () => {

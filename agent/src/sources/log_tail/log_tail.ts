@@ -231,6 +231,9 @@ export class LogTail implements Source {
     return this.config.name;
   }
 
+  /** Since when every turn read a full chunk (a backlog), or null: the source caught up at its last turn. */
+  backlogSince: number | null = null;
+
   /** Files being tailed: path → committed offset (tests, status). */
   snapshot(): Record<string, number> {
     const out: Record<string, number> = {};
@@ -284,8 +287,15 @@ export class LogTail implements Source {
             busy = (await this.readFile(t)) || busy;
           }
         }
-        if (busy) continue;
+        if (busy) {
+          this.backlogSince ??= Date.now();
+          continue;
+        }
+        this.backlogSince = null;
+        // Caught up: the last chunk is durable (or rewound to be read again) before the sleep.
+        await this.flushCommits();
       } catch (err) {
+        this.backlogSince = null;
         if (signal.aborted) break;
         this.errors.inc({ source: this.config.name, stage: 'poll' });
         this.log.warn({ err }, 'log_tail poll failed');
@@ -528,29 +538,60 @@ export class LogTail implements Source {
     return { version: 1, files };
   }
 
-  /** Journal appends in flight: the next chunk is parsed while the last one is being written. */
-  private inflight: Promise<unknown>[] = [];
+  /** The chunk being written while the next is parsed, and how to rewind its file to before it. */
+  private inflight: { done: Promise<unknown>; undo: () => void } | null = null;
 
   /**
    * Seals `events` (already encoded), then `drafts`, with the positions as they stand now.
-   * Resolves once at most one earlier batch is still being written (appends are applied in
-   * order, so a later position never lands before the events it covers); `flushCommits()`
-   * waits for all of them.
+   * Batches reach the journal one at a time, each once the one before is durable: a batch
+   * written after a failed one would carry a position past lines that were never sealed.
+   * A chunk (`undo` given) is written while the next one is parsed: this returns once it is
+   * handed over, and a failure shows at the next commit or `flushCommits`, which rewind its
+   * file (and this chunk's) to read the lines again. Other batches return once durable.
    */
-  private async commit(drafts: EventDraft[], now: Date, events: Buffer[] = []): Promise<void> {
+  private async commit(
+    drafts: EventDraft[],
+    now: Date,
+    events: Buffer[] = [],
+    undo?: () => void,
+  ): Promise<void> {
+    const prev = this.inflight;
+    this.inflight = null;
+    if (prev) {
+      try {
+        await prev.done;
+      } catch (err) {
+        // Newest first: when both chunks are of one file, the older snapshot is the one that stays.
+        undo?.();
+        prev.undo();
+        throw err;
+      }
+    }
     this.encoder.encodeInto(events, drafts, now);
     this.encoder.flushCount();
-    const p = this.settings.journal.append({ events, positions: { [this.config.name]: this.positions() } });
-    this.inflight.push(p);
-    p.then(
-      () => this.inflight.splice(this.inflight.indexOf(p), 1),
-      () => {},
-    );
-    if (this.inflight.length > 1) await this.inflight[0];
+    const done = this.settings.journal.append({
+      events,
+      positions: { [this.config.name]: this.positions() },
+    });
+    if (!undo) {
+      await done;
+      return;
+    }
+    done.catch(() => {}); // seen by whoever waits for it next
+    this.inflight = { done, undo };
   }
 
+  /** Waits for the chunk being written; if it failed, rewinds its file and rethrows. */
   private async flushCommits(): Promise<void> {
-    await Promise.all(this.inflight);
+    const prev = this.inflight;
+    this.inflight = null;
+    if (!prev) return;
+    try {
+      await prev.done;
+    } catch (err) {
+      prev.undo();
+      throw err;
+    }
   }
 
   /** Reads what is new in one file; true when it read a full chunk (more may be waiting). */
@@ -600,14 +641,9 @@ export class LogTail implements Source {
       // The fingerprint grows from the bytes read, never from a second look at the file.
       t.setHead(Buffer.concat([t.head.subarray(0, start), chunk.subarray(0, fpBytes - start)]));
     }
+    // If this chunk is not durable, its bytes are read again.
     const undo = { pos: t.pos, pending: t.pending, skipping: t.skipping };
-    try {
-      await this.commit([], now, this.split(t, chunk, now));
-    } catch (err) {
-      // Not durable: read the same bytes again next time (the journal refuses appends after a failed write).
-      Object.assign(t, undo);
-      throw err;
-    }
+    await this.commit([], now, this.split(t, chunk, now), () => Object.assign(t, undo));
     return bytesRead === this.buf.length;
   }
 
@@ -658,6 +694,8 @@ export class LogTail implements Source {
   }
 
   private async close(t: Tailed, drafts: EventDraft[], now: Date): Promise<void> {
+    // Its last chunk durable first: a failed one is read again from the file, which stays open.
+    await this.flushCommits();
     this.files.delete(t.key);
     await this.commit(drafts, now);
     // A copy of it (held while it was read) holds nothing more than what was sealed from it.
