@@ -34,6 +34,8 @@ export interface ThreadedOptions {
 
 /** How often the high-water flag, the agent-wide redaction and the log level are re-checked. */
 const SETTINGS_EVERY_MS = 250;
+/** How long `stop` waits for the worker's source to stop before it terminates the thread. */
+const STOP_WAIT_MS = 30_000;
 /** A worker that ran this long before it died restarts after the shortest wait again. */
 const STABLE_MS = 60_000;
 
@@ -263,11 +265,21 @@ export class ThreadedSource implements Source {
       if (this.restartTimer) clearTimeout(this.restartTimer);
       const w = this.worker;
       if (w) {
-        // The worker's source stops taking input and waits for its appends, which we answer.
+        // The worker's source stops taking input and waits for its appends, which we answer. One
+        // that does not stop in time is terminated: what it had not made durable is read again.
+        let timer: NodeJS.Timeout | undefined;
         await new Promise<void>((resolve) => {
           this.onStopped = resolve;
+          timer = setTimeout(() => {
+            this.settings.log.warn(
+              { waited_ms: STOP_WAIT_MS },
+              'source worker thread did not stop; terminating it',
+            );
+            resolve();
+          }, STOP_WAIT_MS);
           w.postMessage({ t: 'stop' } satisfies ToWorker);
         });
+        clearTimeout(timer);
         await w.terminate();
       }
       await Promise.allSettled([...this.appends]);
