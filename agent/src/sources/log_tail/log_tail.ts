@@ -81,6 +81,8 @@ class Tailed {
   /** No longer at a path the include patterns match (renamed away or deleted). */
   rotated = false;
   lastData = Date.now();
+  /** The size its last stat saw (0: look again). */
+  sizeSeen = 0;
   parser: Parser;
 
   /** The file's first bytes as this tailer read them (up to `fingerprint_bytes`), and their SHA-256. */
@@ -603,16 +605,21 @@ export class LogTail implements Source {
       });
       if (t.held) return false;
     }
-    let size: number;
-    try {
-      size = (await t.fh.stat()).size;
-    } catch (err) {
-      this.errors.inc({ source: this.config.name, stage: 'stat' });
-      this.log.warn({ err, path: t.path }, 'cannot stat log file');
-      return false;
+    // In a backlog the last stat says more than a chunk is waiting: no stat per chunk. A file
+    // truncated since shows in the read (fewer bytes: stat again) or the head check after it.
+    let size = t.sizeSeen;
+    if (size - t.pos <= this.buf.length) {
+      try {
+        size = (await t.fh.stat()).size;
+      } catch (err) {
+        this.errors.inc({ source: this.config.name, stage: 'stat' });
+        this.log.warn({ err, path: t.path }, 'cannot stat log file');
+        return false;
+      }
+      t.sizeSeen = size;
     }
     const now = new Date();
-    if (size < t.pos || (await this.rewritten(t, size))) {
+    if (size < t.pos) {
       await this.truncated(t, size, now);
       return true;
     }
@@ -626,9 +633,10 @@ export class LogTail implements Source {
     }
     const want = Math.min(this.buf.length, size - t.pos);
     const { bytesRead } = await t.fh.read(this.buf, 0, want, t.pos);
+    if (bytesRead < want) t.sizeSeen = 0; // shorter than it was: stat next turn
     if (bytesRead === 0) return false;
-    // Checked again after the read: a truncate-and-rewrite between the check above and the
-    // read would otherwise hand us new content at an old offset (misread, then read twice).
+    // After the read, so that it covers the read: a file rewritten in place (truncated, then
+    // grown past the offset, with other first bytes) would hand us new content at an old offset.
     if (!(await sameHead(t))) {
       await this.truncated(t, (await t.fh.stat()).size, now);
       return true;
@@ -645,12 +653,6 @@ export class LogTail implements Source {
     const undo = { pos: t.pos, pending: t.pending, skipping: t.skipping };
     await this.commit([], now, this.split(t, chunk, now), () => Object.assign(t, undo));
     return bytesRead === this.buf.length;
-  }
-
-  /** The first bytes no longer match the fingerprint: rewritten in place (truncated, then grown past the offset). */
-  private async rewritten(t: Tailed, size: number): Promise<boolean> {
-    if (size === t.pos) return false;
-    return !(await sameHead(t));
   }
 
   private async truncated(t: Tailed, size: number, now: Date): Promise<void> {
