@@ -199,6 +199,7 @@ async function tail(n, sink = 'journal') {
   let first = 0;
   while (sealed() < n) {
     await new Promise((r) => setTimeout(r, 5));
+    if (process.env.PROBE && source.mode !== globalThis.__m) { globalThis.__m = source.mode; console.error(Math.round(performance.now() - t0), 'ms', source.mode, sealed()); }
     if (!tFirst && sealed() > 0) {
       tFirst = performance.now();
       first = sealed();

@@ -1,6 +1,5 @@
-import { randomFillSync } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { formatIssue, type IssueLike, SealtrailError } from '@sealtrail/errors';
-import { v7 as uuidv7 } from 'uuid';
 import { canonicalJson, canonicalJsonOrderedBut } from './canonical.js';
 import { type AuditEvent, eventSchema, type IngestEvent, ingestEventSchema } from './schema.js';
 
@@ -56,30 +55,49 @@ function bytesOf(json: () => string | undefined): Buffer {
   return Buffer.from(s, 'utf8');
 }
 
-// UUIDv7 ids from a pool of random bytes: the library's default asks the OS for
-// 16 fresh bytes per id, a tenth of the agent's CPU at volume. The pool is
-// refilled from the same CSPRNG; msecs/seq keep ids monotonic as the library's
-// own state does (RFC 9562 §6.2, method 1).
+/**
+ * UUIDv7 (RFC 9562): 48-bit Unix ms, version 7, a 31-bit counter in the bits after it
+ * (12 in rand_a, 14 after the variant, 5 more), 43 random bits. The counter starts at a
+ * random value each millisecond and counts up within it (§6.2, method 1), so ids made by
+ * one process sort in the order they were made, and a collector sees each one above the
+ * last (its dedupe then skips the lookup); on overflow the millisecond moves on. The
+ * random bytes come from a pool refilled from the CSPRNG, as hex text; the time part's
+ * text is kept for its millisecond: an id is a few string pieces, about a fifth of the
+ * `uuid` library's formatting. event.test.ts checks layout, time, order and uniqueness.
+ */
 const POOL_IDS = 1024;
-const pool = new Uint8Array(16 * POOL_IDS);
+const POOL_BYTES = 10; // 4 for the counter's start, 5 for the last random bits, 1 for 3 more
+let poolHex = '';
 let poolAt = POOL_IDS;
-const v7State = { msecs: -1, seq: 0 };
+let lastMs = -1;
+let seq = 0;
+let timeMs = -1;
+let timeText = '';
+const HEX2 = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
 
 export function newEventId(): string {
   if (poolAt === POOL_IDS) {
-    randomFillSync(pool);
+    poolHex = randomBytes(POOL_BYTES * POOL_IDS).toString('hex');
     poolAt = 0;
   }
-  const random = pool.subarray(poolAt * 16, ++poolAt * 16);
+  const p = poolAt++ * POOL_BYTES * 2;
   const now = Date.now();
-  if (now > v7State.msecs) {
-    v7State.msecs = now;
-    v7State.seq = ((random[6]! & 0x7f) << 24) | (random[7]! << 16) | (random[8]! << 8) | random[9]!;
+  if (now > lastMs) {
+    lastMs = now;
+    seq = Number.parseInt(poolHex.slice(p, p + 8), 16) & 0x3fff_ffff; // top bit clear: room to count
   } else {
-    v7State.seq = (v7State.seq + 1) | 0;
-    if (v7State.seq === 0) v7State.msecs++;
+    seq = (seq + 1) & 0x7fff_ffff;
+    if (seq === 0) lastMs++;
   }
-  return uuidv7({ random, msecs: v7State.msecs, seq: v7State.seq });
+  if (lastMs !== timeMs) {
+    const t = lastMs.toString(16).padStart(12, '0');
+    timeText = `${t.slice(0, 8)}-${t.slice(8, 12)}-`;
+    timeMs = lastMs;
+  }
+  const a = 0x7000 | (seq >>> 19); // version 7, counter bits 30..19
+  const b = 0x8000 | ((seq >>> 5) & 0x3fff); // variant 10, counter bits 18..5
+  const c = ((seq & 0x1f) << 3) | (Number.parseInt(poolHex[p + 18]!, 16) & 7); // counter bits 4..0, 3 random
+  return `${timeText}${HEX2[a >>> 8]}${HEX2[a & 0xff]}-${HEX2[b >>> 8]}${HEX2[b & 0xff]}-${HEX2[c]}${poolHex.slice(p + 8, p + 18)}`;
 }
 
 export class EventTooLargeError extends SealtrailError {
@@ -125,6 +143,8 @@ export interface CompleteOptions {
   host: AuditEvent['host'];
   source: AuditEvent['source'];
   now?: Date;
+  /** `now` as RFC 3339, when the caller has it already (one request's events share it). */
+  observed?: string;
 }
 
 /**
@@ -140,14 +160,22 @@ function toUtcTime(time: string): string {
 
 /** Fills what the agent owns (design brief, "Ingest defaults"). */
 export function completeIngestEvent(input: IngestEvent, opts: CompleteOptions): AuditEvent {
-  const observed = (opts.now ?? new Date()).toISOString();
-  const { id, time, ...rest } = input;
-  return {
-    ...rest,
-    id: id ?? newEventId(),
-    time: time ? toUtcTime(time) : observed,
-    observed_time: observed,
-    host: opts.host,
-    source: opts.source,
-  };
+  const observed = opts.observed ?? (opts.now ?? new Date()).toISOString();
+  // Members in RFC 8785 order (optional ones only when present): canonicalization then has
+  // nothing to re-order at the top level.
+  const e = { action: input.action } as AuditEvent;
+  if (input.actor !== undefined) e.actor = input.actor;
+  if (input.attributes !== undefined) e.attributes = input.attributes;
+  e.category = input.category;
+  e.host = opts.host;
+  e.id = input.id ?? newEventId();
+  if (input.message !== undefined) e.message = input.message;
+  e.observed_time = observed;
+  e.outcome = input.outcome;
+  if (input.resource !== undefined) e.resource = input.resource;
+  e.severity = input.severity;
+  e.source = opts.source;
+  e.time = input.time ? toUtcTime(input.time) : observed;
+  e.type = input.type;
+  return e;
 }

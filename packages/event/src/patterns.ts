@@ -1,5 +1,5 @@
 // The string formats the fast checks (fast.ts, scan.ts) test, taken from the zod schema itself.
-import { eventSchema, hostSchema } from './schema.js';
+import { eventSchema, hostSchema, ingestEventSchema } from './schema.js';
 
 /** The pattern zod itself checks for a string format (so the two cannot drift apart). */
 function patternOf(schema: unknown, format?: string): RegExp {
@@ -16,4 +16,6 @@ function patternOf(schema: unknown, format?: string): RegExp {
 export const UUID = patternOf(hostSchema.shape.id);
 export const UTC_TIME = patternOf(eventSchema.shape.time);
 export const EVENT_TYPE = patternOf(eventSchema.shape.type, 'regex');
+/** RFC 3339 with any offset: the `time` an application may post. */
+export const OFFSET_TIME = patternOf(ingestEventSchema.shape.time.unwrap());
 export const MAX_TYPE_CHARS = 128;
