@@ -255,7 +255,10 @@ export class ThreadedSource implements Source {
     this.restartTimer = setTimeout(() => {
       this.restartTimer = null;
       if (this.stopping) return;
-      this.spawn().catch((e) => this.died(e as Error, -1));
+      // `new Worker` can throw (out of threads): a rejection like any other failed start.
+      Promise.resolve()
+        .then(() => this.spawn())
+        .catch((e) => this.died(e as Error, -1));
     }, delay);
   }
 
