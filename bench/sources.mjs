@@ -101,13 +101,6 @@ async function fimPhase(phase, dir) {
   await source.ready;
   await source.idle();
   const ms = performance.now() - t0;
-  if (process.env.PROBE && source.worker)
-    console.error(
-      'worker elu',
-      source.worker.performance.eventLoopUtilization(),
-      'main elu',
-      performance.eventLoopUtilization(),
-    );
   const cpu = process.cpuUsage(c0);
   clearInterval(sample);
   const files = source.baselineSize;
@@ -199,7 +192,6 @@ async function tail(n, sink = 'journal') {
   let first = 0;
   while (sealed() < n) {
     await new Promise((r) => setTimeout(r, 5));
-    if (process.env.PROBE && source.mode !== globalThis.__m) { globalThis.__m = source.mode; console.error(Math.round(performance.now() - t0), 'ms', source.mode, sealed()); }
     if (!tFirst && sealed() > 0) {
       tFirst = performance.now();
       first = sealed();
