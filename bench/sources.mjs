@@ -190,8 +190,15 @@ async function tail(n, sink = 'journal') {
   // The first batch sealed: the source is running (its worker thread started, files found).
   let tFirst = 0;
   let first = 0;
+  // worker_thread: auto: when it moved to the worker thread, and what was sealed by then.
+  let tMoved = 0;
+  let atMove = 0;
   while (sealed() < n) {
     await new Promise((r) => setTimeout(r, 5));
+    if (!tMoved && source instanceof AdaptiveLogTail && source.mode === 'worker') {
+      tMoved = performance.now();
+      atMove = sealed();
+    }
     if (!tFirst && sealed() > 0) {
       tFirst = performance.now();
       first = sealed();
@@ -220,6 +227,13 @@ async function tail(n, sink = 'journal') {
     // Without start-up (module loading on the worker thread, about 0.2 s): from the first batch sealed.
     steady_lines_per_second: Math.round((n - first) / ((t0 + ms - tFirst) / 1000)),
     start_ms: Math.round(tFirst - t0),
+    ...(tMoved
+      ? {
+          moved_at_ms: Math.round(tMoved - t0),
+          lines_per_second_before_move: Math.round((atMove - first) / ((tMoved - tFirst) / 1000)),
+          lines_per_second_after_move: Math.round((n - atMove) / ((t0 + ms - tMoved) / 1000)),
+        }
+      : {}),
     cpu_us_per_line: +(total / n).toFixed(2),
     // The main JavaScript thread alone, and the rest (the source's worker thread, LevelDB's writer
     // and compaction, libuv's pool, GC helpers).

@@ -175,7 +175,35 @@ export class Shipper {
     let wake: (() => void) | null = null;
     const onAppended = () => wake?.();
     journal.on('appended', onAppended);
-    let ackChain = Promise.resolve();
+    // Acks are applied one at a time, and only the newest of those that arrived meanwhile: each
+    // deletes through its seq, so it covers the ones before it. Applied one by one, acks that
+    // arrive faster than the journal deletes (a tail writing at the same time) queued up and
+    // held the journal's write lock for seconds.
+    let ackWanted: { through: Position; resume: boolean } | null = null;
+    let ackChain: Promise<void> = Promise.resolve();
+    let acking = false;
+    const ackThrough = (through: Position, resume: boolean) => {
+      ackWanted = { through, resume };
+      if (acking) return;
+      acking = true;
+      ackChain = (async () => {
+        while (ackWanted) {
+          const w: { through: Position; resume: boolean } = ackWanted;
+          ackWanted = null;
+          try {
+            const before = journal.backlogRecords;
+            await journal.ack(w.through);
+            this.m.acked.inc(Math.max(0, before - journal.backlogRecords));
+            if (!w.resume) this.lastAckAt = new Date();
+          } catch (err) {
+            if (w.resume) log.warn({ err: (err as Error).message }, 'resume ack failed');
+            else log.error({ err }, 'journal ack failed');
+          }
+        }
+      })().finally(() => {
+        acking = false;
+      });
+    };
 
     const pump = async () => {
       if (pumping || ended || !this.streaming) return;
@@ -231,10 +259,7 @@ export class Shipper {
         }
         if (acked === null || after(from, acked)) {
           // The collector has these durably (its ack may have been lost in a crash).
-          const through = from;
-          ackChain = ackChain
-            .then(() => journal.ack(through))
-            .catch((err) => log.warn({ err: (err as Error).message }, 'resume ack failed'));
+          ackThrough(from, true);
         }
       }
       if (acked !== null && (from === null || after(acked, from))) {
@@ -285,14 +310,7 @@ export class Shipper {
           }
           const through = { chain: no, seq: body.value.throughSeq };
           while (inflight.length > 0 && !after(inflight[0]!, through)) inflight.shift();
-          ackChain = ackChain
-            .then(async () => {
-              const before = journal.backlogRecords;
-              await journal.ack(through);
-              this.m.acked.inc(Math.max(0, before - journal.backlogRecords));
-              this.lastAckAt = new Date();
-            })
-            .catch((err) => log.error({ err }, 'journal ack failed'));
+          ackThrough(through, false);
           void pump();
           return;
         }
