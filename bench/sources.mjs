@@ -4,8 +4,8 @@
  *
  *   node bench/sources.mjs            all of them (npm run build first; run with Node 24: npx node …)
  *   node bench/sources.mjs fim 10000  one FIM initial scan of a fresh 10,000-file tree, then a restart's compare
- *   node bench/sources.mjs tail 200000   as the agent runs it: parsed on a worker thread, sealed on the main one
- *                                      (BENCH_TAIL_INLINE=1: all on the main thread, worker_thread: false)
+ *   node bench/sources.mjs tail 200000   as the agent runs it (worker_thread off: all on one thread)
+ *                                      (BENCH_TAIL_THREAD=worker: parsed on a worker thread, worker_thread: true)
  *   node bench/sources.mjs tail-source 200000   the same into a discarding sink: the source's own CPU
  *   node bench/sources.mjs idle 30    the agent with installers/config/agent.linux.yaml, 30 s idle window
  *
@@ -132,7 +132,6 @@ async function tail(n, sink = 'journal') {
   const { makeKit } = await import(dist('sources/common/testkit.js'));
   const { LogTail } = await import(dist('sources/log_tail/log_tail.js'));
   const { ThreadedSource } = await import(dist('sources/threaded/threaded.js'));
-  const { AdaptiveLogTail } = await import(dist('sources/threaded/adaptive.js'));
   const { logTailConfigSchema } = await import(dist('sources/log_tail/config.js'));
   const kit = await makeKit();
   const sample = readFileSync(join(ROOT, 'agent/src/sources/log_tail/testdata/auth.log'), 'utf8')
@@ -171,18 +170,13 @@ async function tail(n, sink = 'journal') {
     parser: 'linux_auth',
     poll_interval: '10ms',
     ...(process.env.BENCH_TAIL_CHUNK ? { read_chunk_bytes: process.env.BENCH_TAIL_CHUNK } : {}),
-    ...(process.env.BENCH_TAIL_THREAD ? { worker_thread: process.env.BENCH_TAIL_THREAD } : {}),
+    ...(process.env.BENCH_TAIL_THREAD ? { worker_thread: process.env.BENCH_TAIL_THREAD === 'worker' } : {}),
   });
-  // As the agent runs it (worker_thread: auto, BENCH_TAIL_THREAD overrides): on this thread,
-  // moving to a worker thread after 1 s of backlog; `always` there from the start, `never` here.
-  // The discarding sink runs it here.
-  const thread = sink === 'discard' ? 'never' : config.worker_thread;
+  // As configured (worker_thread, default off; BENCH_TAIL_THREAD=worker turns it on): read,
+  // parse and encode on a worker thread, sealed on this one. The discarding sink runs it here.
+  const thread = sink === 'journal' && config.worker_thread ? 'worker' : 'main';
   const source =
-    thread === 'auto'
-      ? new AdaptiveLogTail(settings, config)
-      : thread === 'always'
-        ? new ThreadedSource(settings, 'log_tail', config)
-        : new LogTail(settings, config);
+    thread === 'worker' ? new ThreadedSource(settings, 'log_tail', config) : new LogTail(settings, config);
   const cpu0 = process.cpuUsage();
   const main0 = process.threadCpuUsage();
   const t0 = performance.now();
@@ -190,15 +184,8 @@ async function tail(n, sink = 'journal') {
   // The first batch sealed: the source is running (its worker thread started, files found).
   let tFirst = 0;
   let first = 0;
-  // worker_thread: auto: when it moved to the worker thread, and what was sealed by then.
-  let tMoved = 0;
-  let atMove = 0;
   while (sealed() < n) {
     await new Promise((r) => setTimeout(r, 5));
-    if (!tMoved && source instanceof AdaptiveLogTail && source.mode === 'worker') {
-      tMoved = performance.now();
-      atMove = sealed();
-    }
     if (!tFirst && sealed() > 0) {
       tFirst = performance.now();
       first = sealed();
@@ -218,22 +205,13 @@ async function tail(n, sink = 'journal') {
   const mainUs = main.user + main.system;
   return {
     bench: sink === 'discard' ? 'log_tail_linux_auth_source_only' : 'log_tail_linux_auth',
-    worker_thread: thread,
-    // Where it ran at the end (auto moves it once its backlog lasted a second).
-    ran_on: source instanceof AdaptiveLogTail ? source.mode : thread === 'always' ? 'worker' : 'main',
+    thread,
     lines: n,
     seconds: +(ms / 1000).toFixed(2),
     lines_per_second: Math.round(n / (ms / 1000)),
     // Without start-up (module loading on the worker thread, about 0.2 s): from the first batch sealed.
     steady_lines_per_second: Math.round((n - first) / ((t0 + ms - tFirst) / 1000)),
     start_ms: Math.round(tFirst - t0),
-    ...(tMoved
-      ? {
-          moved_at_ms: Math.round(tMoved - t0),
-          lines_per_second_before_move: Math.round((atMove - first) / ((tMoved - tFirst) / 1000)),
-          lines_per_second_after_move: Math.round((n - atMove) / ((t0 + ms - tMoved) / 1000)),
-        }
-      : {}),
     cpu_us_per_line: +(total / n).toFixed(2),
     // The main JavaScript thread alone, and the rest (the source's worker thread, LevelDB's writer
     // and compaction, libuv's pool, GC helpers).

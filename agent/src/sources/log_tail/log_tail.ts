@@ -233,9 +233,6 @@ export class LogTail implements Source {
     return this.config.name;
   }
 
-  /** Since when every turn read a full chunk (a backlog), or null: the source caught up at its last turn. */
-  backlogSince: number | null = null;
-
   /** Files being tailed: path → committed offset (tests, status). */
   snapshot(): Record<string, number> {
     const out: Record<string, number> = {};
@@ -289,15 +286,10 @@ export class LogTail implements Source {
             busy = (await this.readFile(t)) || busy;
           }
         }
-        if (busy) {
-          this.backlogSince ??= Date.now();
-          continue;
-        }
-        this.backlogSince = null;
+        if (busy) continue;
         // Caught up: the last chunk is durable (or rewound to be read again) before the sleep.
         await this.flushCommits();
       } catch (err) {
-        this.backlogSince = null;
         if (signal.aborted) break;
         this.errors.inc({ source: this.config.name, stage: 'poll' });
         this.log.warn({ err }, 'log_tail poll failed');
