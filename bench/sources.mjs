@@ -4,8 +4,7 @@
  *
  *   node bench/sources.mjs            all of them (npm run build first; run with Node 24: npx node …)
  *   node bench/sources.mjs fim 10000  one FIM initial scan of a fresh 10,000-file tree, then a restart's compare
- *   node bench/sources.mjs tail 200000   as the agent runs it (worker_thread off: all on one thread)
- *                                      (BENCH_TAIL_THREAD=worker: parsed on a worker thread, worker_thread: true)
+ *   node bench/sources.mjs tail 200000
  *   node bench/sources.mjs tail-source 200000   the same into a discarding sink: the source's own CPU
  *   node bench/sources.mjs idle 30    the agent with installers/config/agent.linux.yaml, 30 s idle window
  *
@@ -16,11 +15,12 @@
  * FIM 100,000 files under 150 MB RSS; idle agent under 0.5 % of a core.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { writeAuthLog } from './lib/workload.mjs';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const dist = (p) => join(ROOT, 'agent/dist', p);
@@ -131,23 +131,10 @@ async function fimPhase(phase, dir) {
 async function tail(n, sink = 'journal') {
   const { makeKit } = await import(dist('sources/common/testkit.js'));
   const { LogTail } = await import(dist('sources/log_tail/log_tail.js'));
-  const { ThreadedSource } = await import(dist('sources/threaded/threaded.js'));
   const { logTailConfigSchema } = await import(dist('sources/log_tail/config.js'));
   const kit = await makeKit();
-  const sample = readFileSync(join(ROOT, 'agent/src/sources/log_tail/testdata/auth.log'), 'utf8')
-    .split('\n')
-    .filter(Boolean);
   const file = join(kit.dir, 'auth.log');
-  let text = '';
-  for (let i = 0; i < n; i++) {
-    text += `${sample[i % sample.length]}\n`;
-    if (text.length > 1 << 20) {
-      appendFileSync(file, text);
-      text = '';
-    }
-  }
-  appendFileSync(file, text);
-  const bytes = readFileSync(file).length;
+  const bytes = writeAuthLog(file, n);
   let sealed = () => Number(kit.journal.head?.seq ?? 0n);
   let settings = kit.settings;
   if (sink === 'discard') {
@@ -162,35 +149,23 @@ async function tail(n, sink = 'journal') {
     };
     settings = { ...kit.settings, journal: discard };
   }
-  const config = logTailConfigSchema.parse({
-    type: 'log_tail',
-    name: 'auth',
-    include: [file],
-    start_at: 'beginning',
-    parser: 'linux_auth',
-    poll_interval: '10ms',
-    ...(process.env.BENCH_TAIL_CHUNK ? { read_chunk_bytes: process.env.BENCH_TAIL_CHUNK } : {}),
-    ...(process.env.BENCH_TAIL_THREAD ? { worker_thread: process.env.BENCH_TAIL_THREAD === 'worker' } : {}),
-  });
-  // As configured (worker_thread, default off; BENCH_TAIL_THREAD=worker turns it on): read,
-  // parse and encode on a worker thread, sealed on this one. The discarding sink runs it here.
-  const thread = sink === 'journal' && config.worker_thread ? 'worker' : 'main';
-  const source =
-    thread === 'worker' ? new ThreadedSource(settings, 'log_tail', config) : new LogTail(settings, config);
+  const source = new LogTail(
+    settings,
+    logTailConfigSchema.parse({
+      type: 'log_tail',
+      name: 'auth',
+      include: [file],
+      start_at: 'beginning',
+      parser: 'linux_auth',
+      poll_interval: '10ms',
+      ...(process.env.BENCH_TAIL_CHUNK ? { read_chunk_bytes: process.env.BENCH_TAIL_CHUNK } : {}),
+    }),
+  );
   const cpu0 = process.cpuUsage();
   const main0 = process.threadCpuUsage();
   const t0 = performance.now();
   await source.start();
-  // The first batch sealed: the source is running (its worker thread started, files found).
-  let tFirst = 0;
-  let first = 0;
-  while (sealed() < n) {
-    await new Promise((r) => setTimeout(r, 5));
-    if (!tFirst && sealed() > 0) {
-      tFirst = performance.now();
-      first = sealed();
-    }
-  }
+  while (sealed() < n) await new Promise((r) => setTimeout(r, 5));
   const ms = performance.now() - t0;
   const cpu = process.cpuUsage(cpu0);
   const main = process.threadCpuUsage(main0);
@@ -205,16 +180,11 @@ async function tail(n, sink = 'journal') {
   const mainUs = main.user + main.system;
   return {
     bench: sink === 'discard' ? 'log_tail_linux_auth_source_only' : 'log_tail_linux_auth',
-    thread,
     lines: n,
     seconds: +(ms / 1000).toFixed(2),
     lines_per_second: Math.round(n / (ms / 1000)),
-    // Without start-up (module loading on the worker thread, about 0.2 s): from the first batch sealed.
-    steady_lines_per_second: Math.round((n - first) / ((t0 + ms - tFirst) / 1000)),
-    start_ms: Math.round(tFirst - t0),
     cpu_us_per_line: +(total / n).toFixed(2),
-    // The main JavaScript thread alone, and the rest (the source's worker thread, LevelDB's writer
-    // and compaction, libuv's pool, GC helpers).
+    // The JavaScript thread alone, and the rest (LevelDB's writer and compaction, libuv's pool, GC helpers).
     cpu_main_us_per_line: +(mainUs / n).toFixed(2),
     cpu_other_us_per_line: +((total - mainUs) / n).toFixed(2),
     cpu_cores_busy: +(total / 1000 / ms).toFixed(2),

@@ -35,7 +35,7 @@ import { journalPaths } from './journal/verify.js';
 import { transport } from './shipper/credentials.js';
 import { Shipper } from './shipper/shipper.js';
 import { counter, gauge } from './sources/common/metrics.js';
-import { compileRedaction, type RedactRule } from './sources/common/redact.js';
+import { compileRedaction } from './sources/common/redact.js';
 import { createSource, type SourceConfig } from './sources/index.js';
 import type { Source, SourceSettings } from './sources/source.js';
 import { diskUsage } from './status.js';
@@ -81,7 +81,6 @@ export class Agent {
   private stopping: Promise<void> | null = null;
   private settings!: Omit<SourceSettings, 'log'>;
   private globalRedact: (e: AuditEvent) => AuditEvent;
-  private globalRules: readonly RedactRule[];
   private reloading: Promise<ReloadResult> = Promise.resolve({
     ok: true,
     started: [],
@@ -104,7 +103,6 @@ export class Agent {
     // worth alerting on, at a tenth of the wake-ups of prom-client's 10 ms default.
     this.registry = createRegistry('agent', { eventLoopMonitoringPrecisionMs: AGENT_LAG_SAMPLE_MS });
     this.globalRedact = compileRedaction(config.redact);
-    this.globalRules = config.redact;
     this.reloads = counter(this.registry, {
       name: 'sealtrail_agent_config_reloads_total',
       help: 'Config reloads, by outcome (ok, invalid)',
@@ -231,7 +229,6 @@ export class Agent {
       maxEventBytes: cfg.journal.max_event_bytes,
       overHighWater: () => journal.fill >= cfg.journal.high_water,
       redact: (e) => this.globalRedact(e),
-      redactRules: () => this.globalRules,
     };
 
     this.checkpointer = new Checkpointer({
@@ -437,7 +434,6 @@ export class Agent {
     }
     if (cfg.agent.log_level !== old.agent.log_level) this.log.level = cfg.agent.log_level;
     this.globalRedact = compileRedaction(cfg.redact);
-    this.globalRules = cfg.redact;
 
     const wanted = new Map(cfg.sources.map((s) => [s.name, s]));
     const toStop: string[] = [];

@@ -136,16 +136,11 @@ ${sources}`;
     running = false;
     await Promise.all([writer, poster]);
     const lastLine = line;
-    // Caught up: each file's durable offset is its size.
-    const journal = (agent as unknown as { settings: { journal: Journal } }).settings.journal;
-    const offset = async (source: string, path: string) => {
-      const p = await journal.position<{ files: Record<string, { path: string; offset: number }> }>(source);
-      return Object.values(p?.files ?? {}).find((f) => f.path === path)?.offset;
-    };
-    await waitUntil(
-      'tails to catch up',
-      async () => (await offset('a', a)) === (await size(a)) && (await offset('b', b)) === (await size(b)),
-    );
+    await waitUntil('tails to catch up', async () => {
+      const s = agent!.source('a') as unknown as { snapshot(): Record<string, number> };
+      const t = agent!.source('b') as unknown as { snapshot(): Record<string, number> };
+      return s.snapshot()[a] === (await size(a)) && t.snapshot()[b] === (await size(b));
+    });
     await agent.stop();
     agent = null;
 

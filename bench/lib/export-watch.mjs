@@ -9,20 +9,21 @@ import { BENCH_TYPE, benchSeq } from './workload.mjs';
 const MARKER = Buffer.from(`"type":"${BENCH_TYPE}"`);
 const NL = 0x0a;
 
-function countMarker(buf, end) {
+function countMarker(buf, end, marker) {
   let n = 0;
-  let i = buf.indexOf(MARKER, 0);
+  let i = buf.indexOf(marker, 0);
   while (i !== -1 && i < end) {
     n++;
-    i = buf.indexOf(MARKER, i + MARKER.length);
+    i = buf.indexOf(marker, i + marker.length);
   }
   return n;
 }
 
-/** Incremental reader of a JSON-lines file that may not exist yet. */
+/** Incremental reader of a JSON-lines file that may not exist yet; `benchLines` counts lines with `marker`. */
 export class ExportFollower {
-  constructor(path) {
+  constructor(path, marker = MARKER) {
     this.path = path;
+    this.marker = Buffer.from(marker);
     this.fh = null;
     this.pos = 0;
     this.carry = Buffer.alloc(0);
@@ -56,7 +57,7 @@ export class ExportFollower {
     let n = 0;
     for (let i = data.indexOf(NL); i !== -1 && i <= lastNl; i = data.indexOf(NL, i + 1)) n++;
     this.lines += n;
-    this.benchLines += countMarker(data, lastNl);
+    this.benchLines += countMarker(data, lastNl, this.marker);
     this.carry = Buffer.from(data.subarray(lastNl + 1));
     return true;
   }

@@ -2,6 +2,8 @@
 // serializes to `targetBytes` canonical (RFC 8785) bytes, like the rsyslog peer's 400-byte lines.
 // Events are deterministic in their index; "bench event <10-digit index>" at the start of the message names each one.
 
+import { appendFileSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { newEventId } from '@sealtrail/event';
 
 export const BENCH_TYPE = 'app.bench.event';
@@ -120,4 +122,25 @@ export function benchEvent(host, n) {
     source: { kind: 'http_ingest', name: 'bench' },
     message: `bench ${String(n).padStart(9, '0')}`,
   };
+}
+
+const AUTH_SAMPLE = fileURLToPath(
+  new URL('../../agent/src/sources/log_tail/testdata/auth.log', import.meta.url),
+);
+
+/** Appends `n` lines of the linux_auth testdata (40 lines, repeated) to `file`; returns its size. */
+export function writeAuthLog(file, n) {
+  const sample = readFileSync(AUTH_SAMPLE, 'utf8').split('\n').filter(Boolean);
+  let text = '';
+  let bytes = 0;
+  for (let i = 0; i < n; i++) {
+    text += `${sample[i % sample.length]}\n`;
+    if (text.length > 1 << 20) {
+      appendFileSync(file, text);
+      bytes += Buffer.byteLength(text);
+      text = '';
+    }
+  }
+  appendFileSync(file, text);
+  return bytes + Buffer.byteLength(text);
 }

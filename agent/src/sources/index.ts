@@ -11,7 +11,6 @@ import { journaldSource } from './journald/journald.js';
 import { logTailConfigSchema } from './log_tail/config.js';
 import { logTailSource } from './log_tail/log_tail.js';
 import type { Source, SourceFactory, SourceSettings } from './source.js';
-import { ThreadedSource } from './threaded/threaded.js';
 
 export const sourceConfigSchema = z.discriminatedUnion('type', [
   httpIngestConfigSchema,
@@ -32,8 +31,6 @@ export const sourceTypes = {
 
 /** Creates the source a config entry describes. */
 export function createSource(settings: SourceSettings, config: SourceConfig): Source {
-  if (config.type === 'log_tail' && config.worker_thread)
-    return new ThreadedSource(settings, config.type, config);
   const factory = sourceTypes[config.type] as SourceFactory<SourceConfig>;
   return factory.create(settings, config);
 }

@@ -3,7 +3,6 @@ import type { Logger, Registry } from '@sealtrail/telemetry';
 import type { Hono } from 'hono';
 import type { z } from 'zod';
 import type { Journal } from '../journal/journal.js';
-import type { RedactRule } from './common/redact.js';
 
 /** What the agent hands every source it creates. */
 export interface SourceSettings {
@@ -16,8 +15,6 @@ export interface SourceSettings {
   overHighWater(): boolean;
   /** The agent-wide redaction rules (top-level `redact:`), applied before a source's own. */
   redact(event: AuditEvent): AuditEvent;
-  /** The rules behind `redact` (a new array after a reload): a source on a worker thread compiles them there. */
-  redactRules(): readonly RedactRule[];
 }
 
 export interface Source {

@@ -24,27 +24,3 @@ export function rateLimited(log: Logger, intervalMs = 10_000) {
     last.set(key, { at: now, suppressed: 0 });
   };
 }
-
-/**
- * A logger that hands each record, as one JSON line without time or process fields, to
- * `write`: a source on a worker thread logs through it and the main thread's logger
- * writes the record with its own fields (`forwardLogLine`).
- */
-export function createLineLogger(level: string, write: (line: string) => void): Logger {
-  return pino({ level, base: null, timestamp: false }, { write });
-}
-
-/** Logs a line from `createLineLogger` on `log`, at the line's level, with its fields. */
-export function forwardLogLine(log: Logger, line: string): void {
-  let rec: Record<string, unknown>;
-  try {
-    rec = JSON.parse(line) as Record<string, unknown>;
-  } catch {
-    log.warn({ line }, 'unreadable log record from a worker thread');
-    return;
-  }
-  const { level, msg, ...fields } = rec;
-  const label = typeof level === 'number' ? pino.levels.labels[level] : undefined;
-  const fn = label && label in pino.levels.values ? (log[label as pino.Level] as pino.LogFn) : log.info;
-  fn.call(log, fields, typeof msg === 'string' ? msg : '');
-}

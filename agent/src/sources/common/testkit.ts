@@ -55,7 +55,6 @@ export async function makeKit(
       maxEventBytes: opts.maxEventBytes ?? DEFAULT_MAX_EVENT_BYTES,
       overHighWater: () => false,
       redact,
-      redactRules: () => opts.redact ?? [],
     },
     async events() {
       const out: AuditEvent[] = [];

@@ -39,7 +39,6 @@ function create(config: Record<string, unknown> = {}): Source {
       maxEventBytes: 64 * 1024,
       overHighWater: () => journal.backlogRecords >= highWater,
       redact: (e) => e,
-      redactRules: () => [],
     },
     httpIngestConfigSchema.parse({ type: 'http_ingest', name: 'apps', ...config }),
   );

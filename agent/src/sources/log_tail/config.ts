@@ -98,12 +98,6 @@ export const logTailConfigSchema = z
     rotate_wait: duration().default(5000),
     /** Most bytes read from one file before others get a turn (and one journal batch). */
     read_chunk_bytes: byteSize().default(256 * 1024),
-    /**
-     * Read, parse and encode on a worker thread of the source's own (sealing stays on the main
-     * thread): frees the main thread for shipping and HTTP ingest during a burst, at about 15 %
-     * more CPU per line and 35 MB for the first such thread.
-     */
-    worker_thread: z.boolean().default(false),
     /** Most files open at once. */
     max_open_files: z.number().int().positive().default(1024),
     /** Redaction rules for this source's events, after the agent-wide ones. */
