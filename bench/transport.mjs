@@ -14,7 +14,8 @@
 //      BENCH_TRANSPORT_PARTS (which of 1,2,3 to run; all by default),
 //      BENCH_TRANSPORT_PROFILE (a directory: the collector writes a V8 CPU profile there on exit),
 //      BENCH_TRANSPORT_NODE_FLAGS (extra node flags for the collector, e.g. --max-semi-space-size=32),
-//      BENCH_TRANSPORT_AGENT_PROFILE (a directory: run 1's agent writes a V8 CPU profile there on exit).
+//      BENCH_TRANSPORT_AGENT_PROFILE (a directory: run 1's agent writes a V8 CPU profile there on exit),
+//      BENCH_TRANSPORT_AGENT_NODE_FLAGS (extra node flags for run 1's agent).
 import { execFile, spawn } from 'node:child_process';
 import { generateKeyPairSync, randomUUID, sign } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -39,6 +40,7 @@ const PARTS = new Set((process.env.BENCH_TRANSPORT_PARTS ?? '1,2,3').split(',').
 const PROFILE = process.env.BENCH_TRANSPORT_PROFILE;
 const NODE_FLAGS = (process.env.BENCH_TRANSPORT_NODE_FLAGS ?? '').split(' ').filter(Boolean);
 const AGENT_PROFILE = process.env.BENCH_TRANSPORT_AGENT_PROFILE;
+const AGENT_NODE_FLAGS = (process.env.BENCH_TRANSPORT_AGENT_NODE_FLAGS ?? '').split(' ').filter(Boolean);
 const BATCH = 1_000;
 const WINDOW = 8;
 
@@ -324,6 +326,24 @@ const spoolHead = async () => {
   return Number(/^sealtrail_spool_head_offset(?:\{[^}]*\})? (-?\d+)/m.exec(text)?.[1] ?? -1);
 };
 
+/**
+ * Until the spool head reaches `target`. Each look is a scrape of the collector's /metrics
+ * (about 1 ms of its event loop: every 20 ms that was ~0.6 µs per event of the collector CPU
+ * that run 1 measures), so it looks rarely while far off and every 10 ms near the end.
+ */
+async function waitForHead(first, target, timeoutMs = 600_000) {
+  const t0 = performance.now();
+  for (;;) {
+    const head = await spoolHead();
+    if (head >= target) return;
+    const elapsed = performance.now() - t0;
+    if (elapsed > timeoutMs) throw new Error('timed out waiting for the whole journal');
+    const rate = (head - first) / Math.max(elapsed, 1); // records per ms
+    const left = rate > 0 ? (target - head) / rate : Number.POSITIVE_INFINITY;
+    await sleep(Math.min(250, Math.max(10, left / 2)));
+  }
+}
+
 console.log(
   `transport bench (Node ${process.version}, ${cpus().length} cores): TLS loopback, batches of ${BATCH}, ` +
     `window ${WINDOW}, the collector verifying every record and syncing its spool before it acks`,
@@ -386,6 +406,7 @@ sources:
   const agent = await startProc(
     [
       ...(AGENT_PROFILE ? ['--cpu-prof', '--cpu-prof-dir', AGENT_PROFILE] : []),
+      ...AGENT_NODE_FLAGS,
       AGENT_BIN,
       'run',
       '--config',
@@ -399,12 +420,14 @@ sources:
   const stop = meter(collector.pid);
   const agentCpu0 = procCpuSeconds(agent.pid);
   const agentThreads0 = procThreadCpu(agent.pid);
+  const collectorThreads0 = procThreadCpu(collector.pid);
   const first = await spoolHead();
-  await waitUntil('the whole journal', async () => (await spoolHead()) >= target, 600_000);
+  await waitForHead(first, target);
   const m = stop();
   const agentCpuS = procCpuSeconds(agent.pid) - agentCpu0;
   const n = target - first;
   const agentThreads = threadSplit(agentThreads0, procThreadCpu(agent.pid), n);
+  const collectorThreads = threadSplit(collectorThreads0, procThreadCpu(collector.pid), n);
   const rate = n / m.wall;
   console.log(
     `1 agent (real agent binary, journal of ${fmt(ONE_AGENT_EVENTS)} × ~${Math.round(bytes / ONE_AGENT_EVENTS)} B): ` +
@@ -413,6 +436,7 @@ sources:
       `agent CPU ${((100 * agentCpuS) / m.wall).toFixed(0)}% (${usPer(agentCpuS, n)} µs/event), RSS ${m.rss} MiB`,
   );
   console.log(`  agent CPU by thread (µs/event): ${agentThreads}`);
+  console.log(`  collector CPU by thread (µs/event): ${collectorThreads}`);
   agent.kill('SIGTERM');
   await new Promise((r) => agent.once('exit', r));
 }

@@ -79,11 +79,13 @@ import {
   KIND_ERASED,
   type Position,
   payloadSize,
+  RECORD_KEY_BYTES,
   recordKey,
   VALUE_HEADER,
 } from './layout.js';
 import { checkRowsInWorker } from './rowcheck.js';
 import { Sealer } from './seal.js';
+import { ShippedLedger } from './shipped.js';
 import { type TailFault, TailVerifier } from './tail.js';
 
 export type { Head, JournalRecord, Position } from './layout.js';
@@ -222,6 +224,32 @@ const META_FORMAT = Buffer.from('mformat');
  */
 export const JOURNAL_FORMAT = 3;
 
+/**
+ * Deletes the keys of `count` records of `chain` from seq `first` on, built in one buffer
+ * (seq as two u32 halves: no BigInt per record).
+ */
+function deleteRecordKeys(
+  batch: { del(key: Buffer): unknown },
+  chain: number,
+  first: bigint,
+  count: number,
+): void {
+  const keys = Buffer.allocUnsafe(RECORD_KEY_BYTES * count);
+  let hi = Number(first >> 32n);
+  let lo = Number(first & 0xffff_ffffn);
+  for (let i = 0, o = 0; i < count; i++, o += RECORD_KEY_BYTES) {
+    keys[o] = 0x72; // 'r'
+    keys.writeUInt32BE(chain, o + 1);
+    keys.writeUInt32BE(hi, o + 5);
+    keys.writeUInt32BE(lo, o + 9);
+    batch.del(keys.subarray(o, o + RECORD_KEY_BYTES));
+    if (++lo === 2 ** 32) {
+      lo = 0;
+      hi++;
+    }
+  }
+}
+
 function chainKey(no: number): Buffer {
   const k = Buffer.allocUnsafe(5);
   k[0] = 0x63; // 'c'
@@ -307,6 +335,10 @@ export class Journal extends EventEmitter<{
   /** Serializes the writers that must not interleave: group commits, acks, recovery. */
   private lock: Promise<unknown> = Promise.resolve();
   private lazy: LazyCheck | null = null;
+  /** What `read` handed out after the acked record: acks delete it without reading it back. */
+  private readonly shipped = new ShippedLedger();
+  /** Bumped by whatever rewrites records (drop_oldest, recovery): a read begun before it keeps nothing. */
+  private rewrites = 0;
   /** An 'mhead' key from before head marks is still there (deleted with the next head mark). */
   private legacyHead = false;
   /** 'mformat' holds JOURNAL_FORMAT already; otherwise the next batch writes it. */
@@ -321,6 +353,8 @@ export class Journal extends EventEmitter<{
   private openedHead: Buffer | null = null;
   /** Counted for metrics. */
   fsyncs = 0;
+  /** Acks that deleted from what `read` handed out, without scanning (for tests). */
+  acksWithoutScan = 0;
 
   constructor(private readonly opts: JournalOptions) {
     super();
@@ -709,6 +743,7 @@ export class Journal extends EventEmitter<{
   async read(after: Position | null, maxRecords: number, maxBytes: number): Promise<JournalRecord[]> {
     const gte = after ? recordKey(after.chain, after.seq + 1n) : Buffer.from('r');
     for (;;) {
+      const rewrites = this.rewrites;
       // One native round trip for the whole batch: the default 16 KiB read-ahead would make a
       // 1000-record batch wait ~27 times for a busy event loop.
       const rows = await this.db
@@ -730,15 +765,25 @@ export class Journal extends EventEmitter<{
         continue;
       }
       const out: JournalRecord[] = [];
+      const sizes: number[] = [];
+      const marks: Buffer[] = [];
       let bytes = 0;
       for (const [key, value] of rows) {
-        if (isHeadMark(key)) continue;
+        if (isHeadMark(key)) {
+          if (out.length > 0 || !after) marks.push(key);
+          continue;
+        }
         const chain = key.readUInt32BE(1);
         if (out.length > 0 && chain !== out[0]!.chain) break;
         const size = payloadSize(value);
         if (out.length >= maxRecords || (out.length > 0 && bytes + size > maxBytes)) break;
         out.push(decodeRecordValue(chain, key.readBigUInt64BE(5), value));
+        sizes.push(size);
         bytes += size;
+      }
+      if (out.length > 0 && rewrites === this.rewrites) {
+        const last = out[out.length - 1]!;
+        this.shipped.extend(last.chain, out[0]!.seq, last.seq, sizes, marks, !after);
       }
       return out;
     }
@@ -788,6 +833,8 @@ export class Journal extends EventEmitter<{
    * durable batch. The same as open does on damage, less the events accepted since.
    */
   private async recover(fault: TailFault): Promise<void> {
+    this.rewrites++;
+    this.shipped.reset();
     const batch = this.db.batch();
     const again: Buffer[] = [];
     const from = recordKey(fault.position.chain, fault.position.seq);
@@ -891,6 +938,10 @@ export class Journal extends EventEmitter<{
     } catch (err) {
       await batch.close().catch(() => undefined);
       throw err;
+    } finally {
+      // A read that began while this was written may have seen the rows before it.
+      this.rewrites++;
+      this.shipped.reset();
     }
     this.fsyncs++;
     this.markWritten();
@@ -964,16 +1015,26 @@ export class Journal extends EventEmitter<{
     // batch: iterating entry by entry into an array of op objects cost ~2 µs per record (profile).
     const batch = this.db.batch();
     let counts: { bytes: number; records: number };
+    const covered = this.shipped.cover(a, through);
     try {
-      await this.scan({ gte, lte }, (rows) => {
-        for (const [key, value] of rows) {
-          batch.del(key);
-          if (isHeadMark(key)) continue;
-          bytes += payloadSize(value);
-          records++;
-        }
-        return true;
-      });
+      if (covered) {
+        // What `read` handed out: keys built here, nothing read back (see shipped.ts).
+        if (a) batch.del(gte);
+        deleteRecordKeys(batch, through.chain, through.seq - BigInt(covered.records - 1), covered.records);
+        for (const key of covered.marks) batch.del(key);
+        bytes = covered.bytes;
+        records = covered.records;
+      } else {
+        await this.scan({ gte, lte }, (rows) => {
+          for (const [key, value] of rows) {
+            batch.del(key);
+            if (isHeadMark(key)) continue;
+            bytes += payloadSize(value);
+            records++;
+          }
+          return true;
+        });
+      }
       counts = { bytes: this.ackedCount.bytes + bytes, records: this.ackedCount.records + records };
       const value = {
         chain: through.chain,
@@ -990,6 +1051,8 @@ export class Journal extends EventEmitter<{
     }
     this.ackedPos = { chain: through.chain, seq: through.seq, hash };
     this.ackedCount = counts;
+    this.shipped.trim(through);
+    if (covered) this.acksWithoutScan++;
     // The collector has what the lazy check had not reached yet: it starts again from there.
     const lazy = this.lazy;
     if (lazy && Buffer.compare(lte, lazy.last) > 0) {
@@ -1020,6 +1083,9 @@ export class Journal extends EventEmitter<{
   }
 
   private async dropOldestNow(needed: number): Promise<number> {
+    // Payloads are about to shrink: what `read` recorded of their sizes no longer holds.
+    this.rewrites++;
+    this.shipped.reset();
     const ops: Op[] = [];
     let freed = 0;
     let records = 0;
@@ -1053,6 +1119,9 @@ export class Journal extends EventEmitter<{
     ops.push({ type: 'put', key: META_ACKED, value: Buffer.from(JSON.stringify(ackedValue)) });
     this.opts.hooks.beforeWrite?.();
     await this.db.batch(ops, { sync: true });
+    // A read that began while this was written may have seen the payloads before it.
+    this.rewrites++;
+    this.shipped.reset();
     this.emit('dropped', records);
     const gap = this.opts.hooks.gap?.({
       chainId: this.chains.get(from.chain)!.chainId,

@@ -1,15 +1,17 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import {
   canonicalBytes,
   decodeEvent,
   decodeEventFast,
   eventSchema,
   isEventFast,
+  isUuidBytes,
   MAX_FIELD_CHARS,
   MAX_MESSAGE_CHARS,
   scanEvent,
   validateEvent,
 } from './index.js';
+import { UUID } from './patterns.js';
 
 // A seeded generator: the same corpus every run, so a failure can be replayed.
 // mulberry32: an LCG's low bits repeat too soon to combine fields and values well.
@@ -305,5 +307,57 @@ describe('scanEvent, against decodeEvent as the reference', () => {
     for (const c of cases) expect(scanEvent(Buffer.from(c)), c.slice(0, 80)).toBeNull();
     // And refuses nothing by itself: each of these is for decodeEvent to judge.
     expect(decodeEvent(Buffer.from(cases[0]!)).id).toBe(e.id);
+  });
+});
+
+describe('scanEvent, first event of a process', () => {
+  // The scan remembers the last time, type and host id that matched, and compares the next
+  // one's bytes first: before any matched, an empty value must not pass for a known one.
+  for (const [field, change] of [
+    ['host.id', (e: ReturnType<typeof base>) => ({ ...e, host: { ...e.host, id: '' } })],
+    ['time', (e: ReturnType<typeof base>) => ({ ...e, time: '' })],
+    ['observed_time', (e: ReturnType<typeof base>) => ({ ...e, observed_time: '' })],
+    ['type', (e: ReturnType<typeof base>) => ({ ...e, type: '' })],
+  ] as const) {
+    it(`does not take an empty ${field} before any event was scanned`, async () => {
+      vi.resetModules();
+      const fresh = await import('./scan.js');
+      const bytes = canonicalBytes(change(base()));
+      expect(() => decodeEvent(bytes)).toThrow();
+      expect(fresh.scanEvent(bytes)).toBeNull();
+      // And after a good event, the same.
+      expect(fresh.scanEvent(canonicalBytes(base()))).not.toBeNull();
+      expect(fresh.scanEvent(bytes)).toBeNull();
+    });
+  }
+});
+
+describe('isUuidBytes, against the schema pattern', () => {
+  it('agrees with UUID on 200,000 mutated UUIDs', () => {
+    const alphabet = '0123456789abcdefABCDEFgG-xz\u0000 ';
+    const seeds = [
+      '01936c2e-8a00-7000-8000-000000000001',
+      '6f1c2a4e-3b5d-4e8f-9a1b-2c3d4e5f6a7b',
+      '00000000-0000-0000-0000-000000000000',
+      'ffffffff-ffff-ffff-ffff-ffffffffffff',
+      'FFFFFFFF-FFFF-FFFF-FFFF-FFFFFFFFFFFF',
+      'A0B1C2D3-E4F5-8A6B-BC7D-8E9F0A1B2C3D',
+    ];
+    let valid = 0;
+    for (let i = 0; i < 200_000; i++) {
+      let s = pick(seeds);
+      for (let n = rand(3); n > 0; n--) {
+        const at = rand(s.length + 1);
+        const c = alphabet[rand(alphabet.length)]!;
+        const what = rand(6);
+        if (what === 0) s = s.slice(0, at) + s.slice(at + 1);
+        else if (what === 1) s = s.slice(0, at) + c + s.slice(at);
+        else s = s.slice(0, at) + c + s.slice(at + 1);
+      }
+      const want = UUID.test(s);
+      if (want) valid++;
+      expect(isUuidBytes(Buffer.from(s, 'latin1')), s).toBe(want);
+    }
+    expect(valid).toBeGreaterThan(20_000);
   });
 });

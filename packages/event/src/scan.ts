@@ -88,13 +88,61 @@ let buf: Uint8Array = EMPTY;
 let escaped = false;
 let id = '';
 let type = '';
-/** What `plain` read. */
-let plainText = '';
-/** The last time and type that matched their patterns: `time` and `observed_time` are often one, and types repeat. */
-let knownTime = '';
+/**
+ * The bytes of the last time, type and host id that matched their patterns (`time` and
+ * `observed_time` are often one, types repeat, one agent's events all carry the same host
+ * id), compared before any string is made. null until one matched: an empty value must not
+ * pass for a known one.
+ */
+let knownTime: Uint8Array | null = null;
+let knownTypeBytes: Uint8Array | null = null;
 let knownType = '';
-/** The last host id that matched: one agent's events all carry the same one. */
-let knownHostId: Uint8Array = EMPTY;
+let knownHostId: Uint8Array | null = null;
+
+/**
+ * zod's UUID pattern (patterns.ts), checked on the bytes without a string: 8-4-4-4-12 hex
+ * digits with a version digit 1–8 and a variant digit 8, 9, a or b (either case), or the
+ * nil or the max UUID (lower case). Used only while zod's pattern is the one this was
+ * written for; otherwise the pattern itself is tested (uuid.test.ts compares the two).
+ */
+const UUID_SOURCE =
+  '^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[1-8][0-9a-fA-F]{3}-[89abAB][0-9a-fA-F]{3}-[0-9a-fA-F]{12}|00000000-0000-0000-0000-000000000000|ffffffff-ffff-ffff-ffff-ffffffffffff)$';
+const UUID_BY_HAND = UUID.source === UUID_SOURCE && UUID.flags === '';
+const isDash = (j: number) => j === 8 || j === 13 || j === 18 || j === 23;
+
+/** Whether the bytes from `start` to `end` are a UUID as `UUID` defines it. */
+function uuidAt(start: number, end: number): boolean {
+  const b = buf;
+  if (!UUID_BY_HAND) return UUID.test(latin1Slice.call(b, start, end));
+  if (end - start !== 36) return false;
+  for (let j = 0; j < 36; j++) {
+    const c = b[start + j]!;
+    if (isDash(j) ? c !== 0x2d : !HEX_DIGIT[c]) return false;
+  }
+  const version = b[start + 14]!;
+  const variant = b[start + 19]! | 0x20; // lower case
+  if (
+    version >= 0x31 &&
+    version <= 0x38 &&
+    (variant === 0x38 || variant === 0x39 || variant === 0x61 || variant === 0x62)
+  )
+    return true;
+  // The nil UUID or the max UUID: every digit '0', or every digit 'f'.
+  const d = b[start]!;
+  if (d !== 0x30 && d !== 0x66) return false;
+  for (let j = 1; j < 36; j++) if (!isDash(j) && b[start + j] !== d) return false;
+  return true;
+}
+
+/** `uuidAt` for a whole array (tests compare it with the pattern). */
+export function isUuidBytes(bytes: Uint8Array): boolean {
+  buf = bytes;
+  try {
+    return uuidAt(0, bytes.length);
+  } finally {
+    buf = EMPTY;
+  }
+}
 
 /** Where the JSON string at `i` ends (after its closing quote), or -1. */
 function str(i: number): number {
@@ -125,12 +173,10 @@ function str(i: number): number {
   return -1;
 }
 
-/** The string at `i` if it has no escape: where it ends, its text in `plainText`; or -1. */
+/** Where the string at `i` ends if it has no escape, or -1. */
 function plain(i: number): number {
   const end = str(i);
-  if (end < 0 || escaped) return -1;
-  plainText = latin1Slice.call(buf, i + 1, end - 1);
-  return end;
+  return end < 0 || escaped ? -1 : end;
 }
 
 /** A string of at most `max` characters and at least `min`. */
@@ -140,9 +186,9 @@ function text(i: number, max: number, min = 0): number {
   return end < 0 || n > max || n < min ? -1 : end;
 }
 
-/** Whether the bytes from `start` to `end` are `word`. */
-function equals(start: number, end: number, word: Uint8Array): boolean {
-  if (end - start !== word.length) return false;
+/** Whether the bytes from `start` to `end` are `word` (never when there is no word). */
+function equals(start: number, end: number, word: Uint8Array | null): boolean {
+  if (word === null || end - start !== word.length) return false;
   for (let j = 0; j < word.length; j++) if (buf[start + j] !== word[j]) return false;
   return true;
 }
@@ -240,10 +286,10 @@ function object(
 }
 
 function hostId(i: number): number {
-  const end = str(i);
-  if (end < 0 || escaped) return -1;
+  const end = plain(i);
+  if (end < 0) return -1;
   if (equals(i + 1, end - 1, knownHostId)) return end;
-  if (!UUID.test(latin1Slice.call(buf, i + 1, end - 1))) return -1;
+  if (!uuidAt(i + 1, end - 1)) return -1;
   knownHostId = buf.slice(i + 1, end - 1);
   return end;
 }
@@ -257,15 +303,17 @@ function topField(k: number, i: number): number {
   switch (k) {
     case 0: {
       const end = plain(i);
-      if (end < 0 || !UUID.test(plainText)) return -1;
-      id = plainText;
+      if (end < 0 || !uuidAt(i + 1, end - 1)) return -1;
+      id = latin1Slice.call(buf, i + 1, end - 1);
       return end;
     }
     case 1:
     case 2: {
       const end = plain(i);
-      if (end < 0 || (plainText !== knownTime && !UTC_TIME.test(plainText))) return -1;
-      knownTime = plainText;
+      if (end < 0) return -1;
+      if (equals(i + 1, end - 1, knownTime)) return end;
+      if (!UTC_TIME.test(latin1Slice.call(buf, i + 1, end - 1))) return -1;
+      knownTime = buf.slice(i + 1, end - 1);
       return end;
     }
     case 3:
@@ -273,9 +321,13 @@ function topField(k: number, i: number): number {
     case 4: {
       const end = plain(i);
       if (end < 0) return -1;
-      if (plainText !== knownType && (plainText.length > MAX_TYPE_CHARS || !EVENT_TYPE.test(plainText)))
-        return -1;
-      type = knownType = plainText;
+      if (!equals(i + 1, end - 1, knownTypeBytes)) {
+        const t = latin1Slice.call(buf, i + 1, end - 1);
+        if (t.length > MAX_TYPE_CHARS || !EVENT_TYPE.test(t)) return -1;
+        knownType = t;
+        knownTypeBytes = buf.slice(i + 1, end - 1);
+      }
+      type = knownType;
       return end;
     }
     case 5:

@@ -112,7 +112,10 @@ action(type="omfile" file="${this.out}" template="t" flushOnTXEnd="on")
 
   lines(): Received[] {
     if (!existsSync(this.out)) return [];
-    return readFileSync(this.out, 'utf8')
+    const text = readFileSync(this.out, 'utf8');
+    // Only whole lines: rsyslog may be half-way through writing the last one.
+    return text
+      .slice(0, text.lastIndexOf('\n') + 1)
       .split('\n')
       .filter((l) => l !== '')
       .map((l) => JSON.parse(l) as Received);
