@@ -345,6 +345,27 @@ describe('Receiver', () => {
     expect((await c.status).code).toBe(grpc.status.INVALID_ARGUMENT);
   });
 
+  it('refuses an event that names another host, keeping what came before it', async () => {
+    const agent = new FakeAgent();
+    const other = new FakeAgent();
+    const c = connect();
+    await c.handshake(agent);
+    const rs = agent.append(
+      agent.chainStart(),
+      agent.event(1),
+      agent.event(2, { host: other.host }),
+      agent.event(3),
+    );
+    c.batch(agent.chainId, rs);
+    expect((await c.expect('ack')).throughSeq).toBe(1n);
+    const refusal = await c.expect('refusal');
+    expect(refusal.code).toBe('foreign_host');
+    expect(refusal.message).toContain(`names host "${other.agentId}", not the agent ${agent.agentId}`);
+    expect((await c.status).code).toBe(grpc.status.FAILED_PRECONDITION);
+    expect((await storedRecords()).map((r) => r.seq)).toEqual([0n, 1n]);
+    expect(await violations()).toEqual([expect.objectContaining({ fault: 'foreign_host', seq: '2' })]);
+  });
+
   it('refuses a chain whose record 0 is not agent.chain.start', async () => {
     const agent = new FakeAgent();
     const c = connect();

@@ -42,6 +42,9 @@ const MAX_IN_HAND_BYTES = 1024 * 1024;
 
 export type Call = grpc.ServerDuplexStream<StreamRequest, StreamResponse>;
 
+/** What a record's event is known as: the scan's id, type and host id, or the whole decoded event. */
+type ScannedEvent = Omit<EventHead, 'hostId'> & { hostId?: string } & Partial<AuditEvent>;
+
 export class SessionRefused extends Error {
   constructor(
     readonly grpcCode: status,
@@ -336,10 +339,19 @@ export class Session {
 
   /** What a record's event says about the chain itself: a bad start, a bad checkpoint signature. */
   private checkEvent(
-    event: EventHead & Partial<AuditEvent>,
+    event: ScannedEvent,
     seq: bigint,
     chainId: string,
   ): { fault: string; detail: string } | null {
+    // An agent seals only its own events: another host's id is a forgery (or a relay this
+    // protocol does not have), and a SIEM would attribute it to that host.
+    const hostId = event.host?.id ?? event.hostId;
+    if (hostId !== this.agentId) {
+      return {
+        fault: 'foreign_host',
+        detail: `event at seq ${seq} names host ${JSON.stringify(hostId)}, not the agent ${this.agentId}`,
+      };
+    }
     if (seq === 0n && event.type !== 'agent.chain.start') {
       return { fault: 'bad_chain_start', detail: `record 0 is ${event.type}, not agent.chain.start` };
     }
@@ -429,7 +441,7 @@ export class Session {
         } else violation = { fault: step.fault, seq: step.seq, detail: step.detail };
         break;
       }
-      let event: (EventHead & Partial<AuditEvent>) | null = null;
+      let event: ScannedEvent | null = null;
       if (!erased) {
         try {
           // Most events are only checked, and give their id: a scan of the bytes, no parse. What

@@ -226,14 +226,14 @@ describe('decodeEventFast', () => {
 });
 
 describe('scanEvent, against decodeEvent as the reference', () => {
-  /** The scan's answer is either "not sure" or exactly the reference's id and type. */
+  /** The scan's answer is either "not sure" or exactly the reference's id, type and host id. */
   function agrees(bytes: Uint8Array): 'scanned' | 'left' {
     const head = scanEvent(bytes);
     if (!head) return 'left';
     const ref = decoded(bytes, decodeEvent);
     if (!ref.ok) throw new Error(`scan accepted what decodeEvent refuses: ${Buffer.from(bytes).toString()}`);
-    const e = ref.value as { id: string; type: string };
-    expect(head, Buffer.from(bytes).toString()).toEqual({ id: e.id, type: e.type });
+    const e = ref.value as { id: string; type: string; host: { id: string } };
+    expect(head, Buffer.from(bytes).toString()).toEqual({ id: e.id, type: e.type, hostId: e.host.id });
     return 'scanned';
   }
   const bytesOf = (e: unknown) => {

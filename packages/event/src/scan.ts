@@ -27,6 +27,8 @@ import {
 export interface EventHead {
   id: string;
   type: string;
+  /** `host.id`: the collector checks it names the agent that sent the event. */
+  hostId: string;
 }
 
 const QUOTE = 0x22;
@@ -98,6 +100,8 @@ let knownTime: Uint8Array | null = null;
 let knownTypeBytes: Uint8Array | null = null;
 let knownType = '';
 let knownHostId: Uint8Array | null = null;
+let knownHostIdText = '';
+let host = '';
 
 /**
  * zod's UUID pattern (patterns.ts), checked on the bytes without a string: 8-4-4-4-12 hex
@@ -288,9 +292,12 @@ function object(
 function hostId(i: number): number {
   const end = plain(i);
   if (end < 0) return -1;
-  if (equals(i + 1, end - 1, knownHostId)) return end;
-  if (!uuidAt(i + 1, end - 1)) return -1;
-  knownHostId = buf.slice(i + 1, end - 1);
+  if (!equals(i + 1, end - 1, knownHostId)) {
+    if (!uuidAt(i + 1, end - 1)) return -1;
+    knownHostId = buf.slice(i + 1, end - 1);
+    knownHostIdText = latin1Slice.call(buf, i + 1, end - 1);
+  }
+  host = knownHostIdText;
   return end;
 }
 
@@ -359,7 +366,7 @@ export function scanEvent(bytes: Uint8Array): EventHead | null {
   buf = bytes;
   try {
     const end = object(0, TOP_KEYS, REQUIRED, topField);
-    return end === bytes.length ? { id, type } : null;
+    return end === bytes.length ? { id, type, hostId: host } : null;
   } finally {
     buf = EMPTY; // not to keep the batch's bytes alive
   }
