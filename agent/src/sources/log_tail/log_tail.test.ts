@@ -318,6 +318,22 @@ describe('log_tail', () => {
   const lines = async () =>
     (await kit.events()).filter((e) => e.type === 'log.line').map((e) => e.message ?? '');
 
+  /** The kit's journal, but the `failOn`-th appends with events fail late (after 30 ms), as a full disk does. */
+  function failingJournal(failOn: number[]) {
+    let batches = 0;
+    const journal = {
+      position: (name: string) => kit.journal.position(name),
+      append: async (req: Parameters<Journal['append']>[0]) => {
+        if (req.events.length > 0 && failOn.includes(++batches)) {
+          await new Promise((r) => setTimeout(r, 30));
+          throw new SealtrailError('ST_JOURNAL_WRITE', 'journal write failed (ENOSPC)', { retryable: true });
+        }
+        return kit.journal.append(req);
+      },
+    } as unknown as Journal;
+    return { journal, batches: () => batches };
+  }
+
   it('start_at end skips existing content on the first run; new lines are read', async () => {
     writeFileSync(join(dir, 'a.log'), 'old 1\nold 2\n');
     await run();
@@ -377,27 +393,58 @@ describe('log_tail', () => {
     writeFileSync(f, `${all.join('\n')}\n`);
     // The 3rd and 7th batches with events fail, late: the next chunk is parsed (and, before
     // the fix, sealed with a position past the failed lines) while they are "being written".
-    let batches = 0;
-    const journal = {
-      position: (name: string) => kit.journal.position(name),
-      append: async (req: Parameters<Journal['append']>[0]) => {
-        if (req.events.length > 0 && [3, 7].includes(++batches)) {
-          await new Promise((r) => setTimeout(r, 30));
-          throw new SealtrailError('ST_JOURNAL_WRITE', 'journal write failed (ENOSPC)', { retryable: true });
-        }
-        return kit.journal.append(req);
-      },
-    } as unknown as Journal;
+    const failing = failingJournal([3, 7]);
     tail = new LogTail(
-      { ...kit.settings, journal },
+      { ...kit.settings, journal: failing.journal },
       config({ start_at: 'beginning', read_chunk_bytes: '4KiB', poll_interval: '5ms' }),
     );
     await tail.start();
     await waitUntil('every line', async () => (await lines()).length >= all.length, 20_000);
     await tail.stop();
     tail = null;
-    expect(batches).toBeGreaterThan(7);
+    expect(failing.batches()).toBeGreaterThan(7);
     expect(await lines()).toEqual(all);
+  });
+
+  it('a failed journal write loses nothing and repeats nothing of linux_audit groups that span chunks', async () => {
+    const f = join(dir, 'audit.log');
+    // The testdata 400 times over, each copy with its own serials: 8,800 records, groups cut by chunks.
+    const sample = readFileSync(join(TESTDATA, 'audit.log'), 'utf8').trim().split('\n');
+    const text = Array.from({ length: 400 }, (_, k) =>
+      sample.map((l) => l.replace(/:(\d+)\)/, (_m, s) => `:${Number(s) + 100_000 * (k + 1)})`)).join('\n'),
+    ).join('\n');
+    writeFileSync(f, `${text}\n`);
+    const expected = (() => {
+      const p = createParser(logTailConfigSchema.shape.parser.parse('linux_audit'));
+      const out: EventDraft[] = [];
+      let offset = 0;
+      for (const line of text.split('\n')) {
+        out.push(...p.push(line, { path: f, offset, now: NOW }));
+        offset += Buffer.byteLength(line) + 1;
+      }
+      out.push(...p.flush(NOW, 0));
+      return out.map((d) => `${d.type} ${d.attributes?.audit_serial ?? d.message}`);
+    })();
+    const failing = failingJournal([2, 5, 9]);
+    tail = new LogTail(
+      { ...kit.settings, journal: failing.journal },
+      config({
+        start_at: 'beginning',
+        parser: 'linux_audit',
+        read_chunk_bytes: '2KiB',
+        poll_interval: '5ms',
+      }),
+    );
+    await tail.start();
+    const sealed = async () =>
+      (await kit.events())
+        .filter((e) => e.source.name === 'app')
+        .map((e) => `${e.type} ${e.attributes?.audit_serial ?? e.message}`);
+    await waitUntil('every group', async () => (await sealed()).length >= expected.length, 20_000);
+    await tail.stop();
+    tail = null;
+    expect(failing.batches()).toBeGreaterThan(9);
+    expect(await sealed()).toEqual(expected);
   });
 
   it('cuts over-long lines at max_line_bytes and says so', async () => {

@@ -641,9 +641,13 @@ export class LogTail implements Source {
       // The fingerprint grows from the bytes read, never from a second look at the file.
       t.setHead(Buffer.concat([t.head.subarray(0, start), chunk.subarray(0, fpBytes - start)]));
     }
-    // If this chunk is not durable, its bytes are read again.
+    // If this chunk is not durable, its bytes are read again, into the parser as it was.
     const undo = { pos: t.pos, pending: t.pending, skipping: t.skipping };
-    await this.commit([], now, this.split(t, chunk, now), () => Object.assign(t, undo));
+    const parser = t.parser.mark?.();
+    await this.commit([], now, this.split(t, chunk, now), () => {
+      Object.assign(t, undo);
+      if (parser !== undefined) t.parser.rewind?.(parser);
+    });
     return bytesRead === this.buf.length;
   }
 

@@ -322,5 +322,14 @@ export function linuxAuditParser(): Parser {
       if (group.length === 0 || now.getTime() - heldSince < olderThanMs) return [];
       return emit();
     },
+    mark() {
+      return { group: group.slice(), heldSince, lastCtx };
+    },
+    rewind(m) {
+      const s = m as { group: AuditRecord[]; heldSince: number; lastCtx: LineContext | null };
+      group = s.group.slice();
+      heldSince = s.heldSince;
+      lastCtx = s.lastCtx;
+    },
   };
 }

@@ -16,6 +16,12 @@ export interface Parser {
   held(): number | undefined;
   /** Emits what is held when it has waited `olderThanMs` (0: now): idle file, rotation, stop. */
   flush(now: Date, olderThanMs: number): EventDraft[];
+  /**
+   * A parser that holds lines: its state now, for `rewind` to put back when the lines pushed
+   * since are read again (their batch was not written). Stateless parsers have neither.
+   */
+  mark?(): unknown;
+  rewind?(mark: unknown): void;
 }
 
 /** The `log.line` event every parser falls back to: an unparsed line is kept, never dropped. */
