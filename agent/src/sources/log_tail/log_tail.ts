@@ -549,18 +549,7 @@ export class LogTail implements Source {
     events: Buffer[] = [],
     undo?: () => void,
   ): Promise<void> {
-    const prev = this.inflight;
-    this.inflight = null;
-    if (prev) {
-      try {
-        await prev.done;
-      } catch (err) {
-        // Newest first: when both chunks are of one file, the older snapshot is the one that stays.
-        undo?.();
-        prev.undo();
-        throw err;
-      }
-    }
+    await this.flushCommits(undo);
     this.encoder.encodeInto(events, drafts, now);
     this.encoder.flushCount();
     const done = this.settings.journal.append({
@@ -575,14 +564,18 @@ export class LogTail implements Source {
     this.inflight = { done, undo };
   }
 
-  /** Waits for the chunk being written; if it failed, rewinds its file and rethrows. */
-  private async flushCommits(): Promise<void> {
+  /**
+   * Waits for the chunk being written; if it failed, rewinds its file, and first `newer` (a
+   * chunk parsed since, not handed over: when both are of one file, the older snapshot stays).
+   */
+  private async flushCommits(newer?: () => void): Promise<void> {
     const prev = this.inflight;
     this.inflight = null;
     if (!prev) return;
     try {
       await prev.done;
     } catch (err) {
+      newer?.();
       prev.undo();
       throw err;
     }
@@ -699,7 +692,6 @@ export class LogTail implements Source {
     // A copy of it (held while it was read) holds nothing more than what was sealed from it.
     this.remember({ len: t.fpLen, fp: t.fp, head: t.head, readTo: t.committed() }, false);
     await this.recheckHeld();
-    await this.flushCommits();
     await t.fh.close().catch(() => {});
   }
 
