@@ -12,17 +12,10 @@ import {
   validateEvent,
 } from './index.js';
 import { UUID } from './patterns.js';
+import { draws } from './testkit/random.js';
 
-// A seeded generator: the same corpus every run, so a failure can be replayed.
 // mulberry32: an LCG's low bits repeat too soon to combine fields and values well.
-let seed = 20241120;
-function rand(n: number): number {
-  seed = (seed + 0x6d2b79f5) | 0;
-  let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-  t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-  return Math.floor((((t ^ (t >>> 14)) >>> 0) / 2 ** 32) * n);
-}
-const pick = <T>(xs: readonly T[]): T => xs[rand(xs.length)]!;
+const { rand, pick } = draws(20241120);
 
 const base = () => ({
   id: '01936c2e-8a00-7000-8000-000000000001',

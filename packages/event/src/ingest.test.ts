@@ -7,16 +7,9 @@ import {
   MAX_MESSAGE_CHARS,
   validateIngestEvent,
 } from './index.js';
+import { draws } from './testkit/random.js';
 
-// Seeded (mulberry32): the same corpus every run, so a failure can be replayed.
-let seed = 20261201;
-function rand(n: number): number {
-  seed = (seed + 0x6d2b79f5) | 0;
-  let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-  t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-  return Math.floor((((t ^ (t >>> 14)) >>> 0) / 2 ** 32) * n);
-}
-const pick = <T>(xs: readonly T[]): T => xs[rand(xs.length)]!;
+const { rand, pick } = draws(20261201);
 
 const minimal = () => ({ category: 'application', type: 'app.user.login', action: 'login' });
 
