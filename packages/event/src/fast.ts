@@ -15,6 +15,8 @@ import {
   MAX_FIELD_CHARS,
   MAX_MESSAGE_CHARS,
   OUTCOMES,
+  REQUIRED_EVENT_FIELDS,
+  REQUIRED_INGEST_FIELDS,
   RESOURCE_FIELDS,
   SEVERITIES,
   SOURCE_KINDS,
@@ -79,6 +81,39 @@ function isSource(v: unknown): boolean {
 }
 
 /**
+ * The verdict on a member a stored event and a posted item check alike, or undefined for the
+ * other members (each function checks those itself).
+ */
+function sharedMember(k: string, x: unknown): boolean | undefined {
+  switch (k) {
+    case 'id':
+      return typeof x === 'string' && UUID.test(x);
+    case 'category':
+      return categories.has(x);
+    case 'type':
+      // The pattern is ASCII only, so UTF-16 units are code points here.
+      return typeof x === 'string' && x.length <= MAX_TYPE_CHARS && EVENT_TYPE.test(x);
+    case 'severity':
+      return severities.has(x);
+    case 'outcome':
+      return outcomes.has(x);
+    case 'action':
+      return isText(x) && (x as string).length > 0;
+    case 'actor':
+      return isTextRecord(x, actorKeys);
+    case 'resource':
+      return isTextRecord(x, resourceKeys);
+    case 'message':
+      return isText(x, MAX_MESSAGE_CHARS);
+    default:
+      return undefined;
+  }
+}
+
+const STORED_REQUIRED = new Set(REQUIRED_EVENT_FIELDS);
+const INGEST_REQUIRED = new Set(REQUIRED_INGEST_FIELDS);
+
+/**
  * True only for what `eventSchema` accepts. False means "not sure", never "invalid":
  * the caller then asks zod. Unknown keys, `__proto__` included, are left to zod.
  */
@@ -87,62 +122,30 @@ export function isEventFast(v: unknown): v is AuditEvent {
   let required = 0;
   for (const k in v) {
     const x = v[k];
-    switch (k) {
-      case 'id':
-        if (typeof x !== 'string' || !UUID.test(x)) return false;
-        required++;
-        break;
-      case 'time':
-      case 'observed_time':
-        if (typeof x !== 'string' || !UTC_TIME.test(x)) return false;
-        required++;
-        break;
-      case 'category':
-        if (!categories.has(x)) return false;
-        required++;
-        break;
-      case 'type':
-        // The pattern is ASCII only, so UTF-16 units are code points here.
-        if (typeof x !== 'string' || x.length > MAX_TYPE_CHARS || !EVENT_TYPE.test(x)) return false;
-        required++;
-        break;
-      case 'severity':
-        if (!severities.has(x)) return false;
-        required++;
-        break;
-      case 'outcome':
-        if (!outcomes.has(x)) return false;
-        required++;
-        break;
-      case 'action':
-        if (!isText(x) || (x as string).length === 0) return false;
-        required++;
-        break;
-      case 'host':
-        if (!isHost(x)) return false;
-        required++;
-        break;
-      case 'source':
-        if (!isSource(x)) return false;
-        required++;
-        break;
-      case 'actor':
-        if (!isTextRecord(x, actorKeys)) return false;
-        break;
-      case 'resource':
-        if (!isTextRecord(x, resourceKeys)) return false;
-        break;
-      case 'message':
-        if (!isText(x, MAX_MESSAGE_CHARS)) return false;
-        break;
-      case 'attributes':
-        if (!isObject(x)) return false;
-        break;
-      default:
-        return false;
+    let ok = sharedMember(k, x);
+    if (ok === undefined) {
+      switch (k) {
+        case 'time':
+        case 'observed_time':
+          ok = typeof x === 'string' && UTC_TIME.test(x);
+          break;
+        case 'host':
+          ok = isHost(x);
+          break;
+        case 'source':
+          ok = isSource(x);
+          break;
+        case 'attributes':
+          ok = isObject(x);
+          break;
+        default:
+          return false;
+      }
     }
+    if (!ok) return false;
+    if (STORED_REQUIRED.has(k)) required++;
   }
-  return required === 10;
+  return required === STORED_REQUIRED.size;
 }
 
 /**
@@ -156,49 +159,17 @@ export function ingestEventFast(v: unknown): IngestEvent | null {
   let required = 0;
   for (const k in v) {
     const x = v[k];
-    switch (k) {
-      case 'id':
-        if (typeof x !== 'string' || !UUID.test(x)) return null;
-        break;
-      case 'time':
-        if (typeof x !== 'string' || !OFFSET_TIME.test(x)) return null;
-        break;
-      case 'category':
-        if (!categories.has(x)) return null;
-        required++;
-        break;
-      case 'type':
-        if (typeof x !== 'string' || x.length > MAX_TYPE_CHARS || !EVENT_TYPE.test(x)) return null;
-        required++;
-        break;
-      case 'action':
-        if (!isText(x) || (x as string).length === 0) return null;
-        required++;
-        break;
-      case 'severity':
-        if (!severities.has(x)) return null;
-        break;
-      case 'outcome':
-        if (!outcomes.has(x)) return null;
-        break;
-      case 'actor':
-        if (!isTextRecord(x, actorKeys)) return null;
-        break;
-      case 'resource':
-        if (!isTextRecord(x, resourceKeys)) return null;
-        break;
-      case 'message':
-        if (!isText(x, MAX_MESSAGE_CHARS)) return null;
-        break;
-      case 'attributes':
-        // A `__proto__` member is left to zod, whose copy of the record decides what it becomes.
-        if (!isObject(x) || Object.hasOwn(x, '__proto__')) return null;
-        break;
-      default:
-        return null;
+    let ok = sharedMember(k, x);
+    if (ok === undefined) {
+      if (k === 'time') ok = typeof x === 'string' && OFFSET_TIME.test(x);
+      // A `__proto__` member is left to zod, whose copy of the record decides what it becomes.
+      else if (k === 'attributes') ok = isObject(x) && !Object.hasOwn(x, '__proto__');
+      else return null;
     }
+    if (!ok) return null;
+    if (INGEST_REQUIRED.has(k)) required++;
   }
-  if (required !== 3) return null;
+  if (required !== INGEST_REQUIRED.size) return null;
   const out = { ...v } as IngestEvent;
   out.severity ??= 'info';
   out.outcome ??= 'unknown';

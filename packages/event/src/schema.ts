@@ -73,9 +73,11 @@ export type AuditEvent = z.infer<typeof eventSchema>;
  * Member names read off the schemas, for code that checks or edits events by hand (the fast
  * validators, redaction): one list to keep in step with the schema, the schema itself.
  */
-export const REQUIRED_EVENT_FIELDS: readonly string[] = Object.entries(eventSchema.shape)
-  .filter(([, s]) => !s.safeParse(undefined).success)
-  .map(([k]) => k);
+const requiredOf = (shape: Record<string, z.ZodType>): readonly string[] =>
+  Object.entries(shape)
+    .filter(([, s]) => !s.safeParse(undefined).success)
+    .map(([k]) => k);
+export const REQUIRED_EVENT_FIELDS = requiredOf(eventSchema.shape);
 export const ACTOR_FIELDS: readonly string[] = Object.keys(actorSchema.shape);
 export const RESOURCE_FIELDS: readonly string[] = Object.keys(resourceSchema.shape);
 export type Category = (typeof CATEGORIES)[number];
@@ -97,3 +99,5 @@ export const ingestEventSchema = eventSchema
   .strict();
 
 export type IngestEvent = z.infer<typeof ingestEventSchema>;
+/** What a post must carry (a member with a default, like `severity`, may be left out). */
+export const REQUIRED_INGEST_FIELDS = requiredOf(ingestEventSchema.shape);
